@@ -1,0 +1,90 @@
+# moondust build. `make` builds build/moondust/core.so; `make test` builds from
+# clean and runs every suite; `make sanitize` runs them under ASan + UBSan.
+
+LUA_VERSION ?= 5.4
+BUILD       ?= build
+PKGS        := lua$(LUA_VERSION) openblas libpng zlib
+PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS    := $(shell pkg-config --libs openblas libpng zlib)
+
+CC      ?= cc
+OPT     ?= -O3 -march=native
+CFLAGS  ?= $(OPT) -g
+WARN    := -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes
+ALL_CFLAGS := $(WARN) $(CFLAGS) -fPIC -fopenmp -D_GNU_SOURCE $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LIBS    := $(PKG_LIBS) -lm -fopenmp $(EXTRA_LIBS)
+
+# oneDNN is used for convolution when its headers are installed.
+ifneq ($(wildcard /usr/include/oneapi/dnnl/dnnl.h),)
+ALL_CFLAGS += -DMD_HAVE_DNNL
+LIBS       += -ldnnl
+endif
+
+CORE_SRC := $(wildcard csrc/*.c csrc/ops/*.c csrc/io/*.c csrc/backend/*.c)
+LUA_SRC  := $(wildcard csrc/lua/*.c)
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+LUA_OBJ  := $(LUA_SRC:%.c=$(BUILD)/obj/%.o)
+HEADERS  := $(wildcard csrc/*.h csrc/*/*.h)
+
+TEST_SRC := $(wildcard tests/c/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
+CHECK_FLAGS := $(shell pkg-config --cflags check)
+CHECK_LIBS  := $(shell pkg-config --libs check)
+
+.PHONY: all setup test check-c check-lua sanitize install main bench clean
+
+all: $(BUILD)/moondust/core.so
+
+$(BUILD)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libmoondust.a: $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	ar rcs $@ $^
+
+$(BUILD)/moondust/core.so: $(CORE_OBJ) $(LUA_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: tests/c/%.c tests/c/main.c tests/c/testutil.h $(BUILD)/libmoondust.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(CHECK_FLAGS) -Icsrc -o $@ $< tests/c/main.c $(BUILD)/libmoondust.a $(LIBS) $(CHECK_LIBS)
+
+# Installs the Debian packages moondust needs when they are missing.
+setup:
+	@scripts/setup.sh
+
+# The one test command: build from clean, run the C and Lua suites, end with
+# "N passed, N failed".
+test: setup
+	rm -rf $(BUILD)
+	$(MAKE) --no-print-directory all $(TEST_BIN)
+	@BUILD=$(BUILD) tests/run.sh
+
+sanitize: setup
+	rm -rf build-san
+	$(MAKE) --no-print-directory BUILD=build-san OPT="-O1 -fno-omit-frame-pointer" \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  EXTRA_LIBS="-fsanitize=address,undefined" all \
+	  $(TEST_SRC:tests/c/%.c=build-san/tests/%)
+	@BUILD=build-san SANITIZE=1 tests/run.sh
+
+# Installs into Lua's module paths (or a LuaRocks tree: see the rockspec).
+PREFIX  ?= /usr/local
+LUADIR  ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+LIBDIR  ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
+install: all
+	mkdir -p $(DESTDIR)$(LIBDIR)/moondust $(DESTDIR)$(LUADIR)
+	cp $(BUILD)/moondust/core.so $(DESTDIR)$(LIBDIR)/moondust/
+	cp -r lua/moondust $(DESTDIR)$(LUADIR)/
+
+# The main job: train briefly on Fashion-MNIST and write a sample grid.
+main: setup all
+	scripts/main.sh
+
+bench: setup all
+	scripts/bench/run.sh
+
+clean:
+	rm -rf $(BUILD) build-san

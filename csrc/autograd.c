@@ -1,0 +1,286 @@
+#include "autograd.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local bool grad_disabled;
+
+bool md_grad_enabled(void) { return !grad_disabled; }
+void md_set_grad_enabled(bool on) { grad_disabled = !on; }
+
+int md_record(md_node **node, md_tensor *out, const char *op, md_backward_fn backward,
+              int ninputs, md_tensor *const *inputs) {
+  *node = NULL;
+  if (!md_grad_enabled()) return MD_OK;
+  bool any = false;
+  for (int i = 0; i < ninputs; i++) any = any || md_needs_grad(inputs[i]);
+  if (!any) return MD_OK;
+  md_node *n = calloc(1, sizeof *n);
+  if (!n) return md_error("%s: out of memory recording the autograd graph", op);
+  n->refcount = 1;
+  n->op = op;
+  n->backward = backward;
+  n->ninputs = ninputs;
+  for (int i = 0; i < ninputs; i++) {
+    n->inputs[i] = inputs[i];
+    if (inputs[i]) {
+      md_tensor_retain(inputs[i]);
+      n->input_version[i] = inputs[i]->storage->version;
+    }
+  }
+  n->out_ndim = out->ndim;
+  memcpy(n->out_shape, out->shape, sizeof n->out_shape);
+  n->out_numel = out->numel;
+  md_node_release(out->grad_fn);
+  out->grad_fn = n;
+  out->requires_grad = true;
+  *node = n;
+  return MD_OK;
+}
+
+int md_node_save(md_node *n, int slot, const md_tensor *t) {
+  md_tensor *a = md_tensor_alias(t, 0, t->ndim, t->shape);
+  if (!a) return MD_ERR;
+  a->offset = t->offset;
+  md_tensor_release(n->saved[slot]);
+  n->saved[slot] = a;
+  n->saved_version[slot] = t->storage->version;
+  return MD_OK;
+}
+
+void md_node_retain(md_node *n) {
+  if (n) n->refcount++;
+}
+
+/* Drops what the node holds; the node itself may live on (a tensor still
+ * points at it) but can no longer be swept. */
+static void node_free_saved(md_node *n) {
+  for (int i = 0; i < n->ninputs; i++) {
+    md_tensor_release(n->inputs[i]);
+    n->inputs[i] = NULL;
+  }
+  for (int i = 0; i < MD_NODE_MAX_SAVED; i++) {
+    md_tensor_release(n->saved[i]);
+    n->saved[i] = NULL;
+  }
+  if (n->ctx && n->ctx_free) n->ctx_free(n->ctx);
+  n->ctx = NULL;
+  n->backward = NULL;
+}
+
+void md_node_release(md_node *n) {
+  if (!n || --n->refcount > 0) return;
+  /* Releasing inputs can release their nodes in turn; a long chain (an
+   * unrolled sampler loop) recurses once per node, which is bounded by the
+   * graph depth of one training step. */
+  node_free_saved(n);
+  free(n->grad_buf);
+  free(n);
+}
+
+/* ---- the sweep ---------------------------------------------------------- */
+
+typedef struct {
+  md_node **v;
+  int n, cap;
+} node_list;
+
+static int list_push(node_list *l, md_node *x) {
+  if (l->n == l->cap) {
+    int cap = l->cap ? 2 * l->cap : 64;
+    md_node **v = realloc(l->v, (size_t)cap * sizeof *v);
+    if (!v) return md_error("backward: out of memory");
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = x;
+  return MD_OK;
+}
+
+/* Post-order DFS without recursion: order->v ends up with every node after
+ * all nodes it depends on, so walking it backwards visits consumers first.
+ * Each listed node is retained for the duration of the sweep. */
+static int topo_sort(md_node *root, node_list *order) {
+  node_list stack = {0};
+  int rc = MD_OK;
+  root->mark = 1;
+  if ((rc = list_push(&stack, root)) != MD_OK) goto done;
+  while (stack.n > 0) {
+    md_node *n = stack.v[stack.n - 1];
+    bool pushed = false;
+    for (int i = 0; i < n->ninputs; i++) {
+      md_tensor *in = n->inputs[i];
+      md_node *c = in ? in->grad_fn : NULL;
+      if (c && c->mark == 0) {
+        c->mark = 1;
+        if ((rc = list_push(&stack, c)) != MD_OK) goto done;
+        pushed = true;
+        break;
+      }
+    }
+    if (pushed) continue;
+    stack.n--;
+    n->mark = 2;
+    md_node_retain(n);
+    if ((rc = list_push(order, n)) != MD_OK) {
+      md_node_release(n);
+      goto done;
+    }
+  }
+done:
+  free(stack.v);
+  return rc;
+}
+
+static int target_index(const md_tensor *t, int ntargets, md_tensor *const *targets) {
+  for (int i = 0; i < ntargets; i++)
+    if (targets[i] == t) return i;
+  return -1;
+}
+
+/* An input edge carries gradient when it ends at a leaf that collects it
+ * (requires_grad in backward mode, a target in grad mode) or at a node that
+ * is needed. Nodes are visited in dependency order, so inputs are decided
+ * before their consumers. */
+static bool edge_needed(const md_tensor *in, int ntargets, md_tensor *const *targets) {
+  if (!in) return false;
+  if (targets) {
+    if (target_index(in, ntargets, targets) >= 0) return true;
+    return in->grad_fn && in->grad_fn->needed;
+  }
+  return in->grad_fn ? in->grad_fn->needed : in->requires_grad;
+}
+
+static float *zeroed(int64_t n) {
+  float *p = calloc((size_t)(n > 0 ? n : 1), sizeof(float));
+  if (!p) md_error("backward: out of memory for a gradient of %lld floats", (long long)n);
+  return p;
+}
+
+static int sweep(md_tensor *root, const md_tensor *grad_root, int ntargets,
+                 md_tensor *const *targets, md_tensor **grads, bool retain_graph) {
+  if (!root->grad_fn)
+    return md_error("backward: tensor does not require grad and has no grad_fn "
+                    "(did you compute it inside no_grad, or forget requires_grad?)");
+  if (!root->grad_fn->backward)
+    return md_error("backward: trying to backward through the graph a second time "
+                    "(its saved tensors were freed by the first sweep)");
+  if (grad_root) {
+    if (grad_root->numel != root->numel)
+      return md_error("backward: gradient has %lld elements, the tensor has %lld",
+                      (long long)grad_root->numel, (long long)root->numel);
+  } else if (root->numel != 1) {
+    return md_error("backward: grad can be implicitly created only for a tensor of one "
+                    "element, this one has %lld (pass a gradient)",
+                    (long long)root->numel);
+  }
+
+  node_list order = {0};
+  int rc = topo_sort(root->grad_fn, &order);
+  for (int k = 0; k < order.n; k++) {
+    md_node *n = order.v[k];
+    n->needed = false;
+    for (int i = 0; i < n->ninputs; i++)
+      n->needed = n->needed || edge_needed(n->inputs[i], ntargets, targets);
+  }
+  if (rc == MD_OK && targets) {
+    for (int i = 0; i < ntargets; i++) {
+      grads[i] = NULL;
+      if (!md_needs_grad(targets[i])) {
+        rc = md_error("grad: target %d does not require grad", i + 1);
+        break;
+      }
+    }
+  }
+
+  if (rc == MD_OK) {
+    md_node *r = root->grad_fn;
+    r->grad_buf = zeroed(r->out_numel);
+    if (!r->grad_buf) rc = MD_ERR;
+    else if (grad_root) memcpy(r->grad_buf, md_data(grad_root), (size_t)r->out_numel * sizeof(float));
+    else r->grad_buf[0] = 1.0f;
+  }
+
+  for (int k = order.n - 1; k >= 0 && rc == MD_OK; k--) {
+    md_node *n = order.v[k];
+    if (!n->grad_buf) continue; /* nothing flowed here */
+    if (targets) {             /* a non-leaf target: its gradient is complete now */
+      for (int i = 0; i < ntargets; i++) {
+        if (targets[i]->grad_fn != n || grads[i]) continue;
+        grads[i] = md_tensor_from_data(targets[i]->ndim, targets[i]->shape, n->grad_buf);
+        if (!grads[i]) rc = MD_ERR;
+      }
+    }
+    if (rc != MD_OK || !n->needed) continue;
+    if (!n->backward) {
+      rc = md_error("backward: trying to backward through the graph a second time "
+                    "(its saved tensors were freed by the first sweep)");
+      break;
+    }
+    for (int i = 0; i < n->ninputs && rc == MD_OK; i++) {
+      if (n->inputs[i] && n->inputs[i]->storage->version != n->input_version[i])
+        rc = md_error("backward: an input of %s was modified in place after it was used; "
+                      "its gradient would be wrong",
+                      n->op);
+    }
+    for (int i = 0; i < MD_NODE_MAX_SAVED && rc == MD_OK; i++) {
+      if (n->saved[i] && n->saved[i]->storage->version != n->saved_version[i])
+        rc = md_error("backward: a tensor saved by %s was modified in place; its gradient "
+                      "would be wrong",
+                      n->op);
+    }
+    if (rc != MD_OK) break;
+
+    float *din[MD_NODE_MAX_INPUTS] = {0};
+    for (int i = 0; i < n->ninputs && rc == MD_OK; i++) {
+      md_tensor *in = n->inputs[i];
+      if (!edge_needed(in, ntargets, targets)) continue;
+      if (in->grad_fn) {
+        if (!in->grad_fn->grad_buf && !(in->grad_fn->grad_buf = zeroed(in->numel))) rc = MD_ERR;
+        din[i] = in->grad_fn->grad_buf;
+      } else if (targets) {
+        int t = target_index(in, ntargets, targets);
+        if (!grads[t] && !(grads[t] = md_tensor_zeros_like(in))) rc = MD_ERR;
+        if (grads[t]) din[i] = md_data(grads[t]);
+      } else {
+        if (!in->grad && !(in->grad = md_tensor_zeros_like(in))) rc = MD_ERR;
+        if (in->grad) din[i] = md_data(in->grad);
+      }
+    }
+    if (rc == MD_OK) rc = n->backward(n, n->grad_buf, din);
+    free(n->grad_buf);
+    n->grad_buf = NULL;
+    if (!retain_graph) node_free_saved(n);
+  }
+
+  for (int k = 0; k < order.n; k++) {
+    md_node *n = order.v[k];
+    free(n->grad_buf);
+    n->grad_buf = NULL;
+    n->mark = 0;
+    n->needed = false;
+  }
+  if (rc == MD_OK && targets) { /* a target that no path reached has zero gradient */
+    for (int i = 0; i < ntargets && rc == MD_OK; i++)
+      if (!grads[i] && !(grads[i] = md_tensor_zeros_like(targets[i]))) rc = MD_ERR;
+  }
+  if (rc != MD_OK && targets) {
+    for (int i = 0; i < ntargets; i++) {
+      md_tensor_release(grads[i]);
+      grads[i] = NULL;
+    }
+  }
+  for (int k = 0; k < order.n; k++) md_node_release(order.v[k]);
+  free(order.v);
+  return rc;
+}
+
+int md_backward(md_tensor *root, const md_tensor *grad_root, bool retain_graph) {
+  return sweep(root, grad_root, 0, NULL, NULL, retain_graph);
+}
+
+int md_grad(md_tensor *root, const md_tensor *grad_root, int ntargets, md_tensor *const *targets,
+            md_tensor **grads, bool retain_graph) {
+  if (ntargets <= 0) return md_error("grad: no targets given");
+  return sweep(root, grad_root, ntargets, targets, grads, retain_graph);
+}

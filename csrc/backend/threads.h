@@ -1,0 +1,11 @@
+/* Threading policy: one level of parallelism at a time. Our own loops use
+ * OpenMP; BLAS and oneDNN calls are made from outside any parallel region and
+ * get the same thread count. md_set_num_threads sets all of them. */
+#ifndef MD_THREADS_H
+#define MD_THREADS_H
+
+void md_threads_init(void); /* defaults: all cores */
+void md_set_num_threads(int n);
+int md_get_num_threads(void);
+
+#endif

@@ -1,0 +1,172 @@
+#include "tensor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd.h"
+
+static int64_t live_bytes, total_bytes;
+
+int64_t md_mem_live_bytes(void) { return live_bytes; }
+int64_t md_mem_allocated_total(void) { return total_bytes; }
+
+/* 64-byte aligned so that AVX-512 loads and oneDNN never see a split line. */
+static md_storage *storage_new(int64_t n) {
+  md_storage *s = malloc(sizeof *s);
+  if (!s) {
+    md_error("out of memory allocating a tensor header");
+    return NULL;
+  }
+  size_t bytes = ((size_t)(n > 0 ? n : 1) * sizeof(float) + 63) & ~(size_t)63;
+  s->data = aligned_alloc(64, bytes);
+  if (!s->data) {
+    free(s);
+    md_error("out of memory allocating %lld floats (%.1f MiB)", (long long)n,
+             (double)bytes / (1 << 20));
+    return NULL;
+  }
+  s->size = n;
+  s->refcount = 1;
+  s->version = 0;
+  live_bytes += (int64_t)bytes;
+  total_bytes += (int64_t)bytes;
+  return s;
+}
+
+static void storage_release(md_storage *s) {
+  if (!s || --s->refcount > 0) return;
+  live_bytes -= (int64_t)(((size_t)(s->size > 0 ? s->size : 1) * sizeof(float) + 63) & ~(size_t)63);
+  free(s->data);
+  free(s);
+}
+
+int64_t md_shape_numel(int ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= shape[i];
+  return n;
+}
+
+static int check_shape(int ndim, const int64_t *shape) {
+  if (ndim < 0 || ndim > MD_MAX_DIMS)
+    return md_error("tensors have 0 to %d dimensions, got %d", MD_MAX_DIMS, ndim);
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] < 0)
+      return md_error("size of dimension %d must be non-negative, got %lld", i + 1,
+                      (long long)shape[i]);
+    if (shape[i] > 0 && n > (INT64_C(1) << 40) / shape[i])
+      return md_error("tensor too large");
+    n *= shape[i];
+  }
+  return MD_OK;
+}
+
+static md_tensor *tensor_header(md_storage *s, int64_t offset, int ndim, const int64_t *shape) {
+  md_tensor *t = calloc(1, sizeof *t);
+  if (!t) {
+    md_error("out of memory allocating a tensor header");
+    return NULL;
+  }
+  t->refcount = 1;
+  t->storage = s;
+  t->offset = offset;
+  t->ndim = ndim;
+  for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+  t->numel = md_shape_numel(ndim, shape);
+  return t;
+}
+
+md_tensor *md_tensor_new(int ndim, const int64_t *shape) {
+  if (check_shape(ndim, shape) != MD_OK) return NULL;
+  md_storage *s = storage_new(md_shape_numel(ndim, shape));
+  if (!s) return NULL;
+  md_tensor *t = tensor_header(s, 0, ndim, shape);
+  if (!t) storage_release(s);
+  return t;
+}
+
+md_tensor *md_tensor_full(int ndim, const int64_t *shape, float value) {
+  md_tensor *t = md_tensor_new(ndim, shape);
+  if (!t) return NULL;
+  float *d = md_data(t);
+  for (int64_t i = 0; i < t->numel; i++) d[i] = value;
+  return t;
+}
+
+md_tensor *md_tensor_zeros(int ndim, const int64_t *shape) {
+  md_tensor *t = md_tensor_new(ndim, shape);
+  if (t) memset(md_data(t), 0, (size_t)t->numel * sizeof(float));
+  return t;
+}
+
+md_tensor *md_tensor_empty_like(const md_tensor *t) { return md_tensor_new(t->ndim, t->shape); }
+md_tensor *md_tensor_zeros_like(const md_tensor *t) { return md_tensor_zeros(t->ndim, t->shape); }
+md_tensor *md_tensor_scalar(float value) { return md_tensor_full(0, NULL, value); }
+
+md_tensor *md_tensor_from_data(int ndim, const int64_t *shape, const float *data) {
+  md_tensor *t = md_tensor_new(ndim, shape);
+  if (t) memcpy(md_data(t), data, (size_t)t->numel * sizeof(float));
+  return t;
+}
+
+md_tensor *md_tensor_clone_data(const md_tensor *t) {
+  return md_tensor_from_data(t->ndim, t->shape, md_data(t));
+}
+
+md_tensor *md_tensor_alias(const md_tensor *t, int64_t offset, int ndim, const int64_t *shape) {
+  if (check_shape(ndim, shape) != MD_OK) return NULL;
+  int64_t n = md_shape_numel(ndim, shape);
+  if (offset < 0 || t->offset + offset + n > t->storage->size)
+    return md_error("view of %lld elements at offset %lld does not fit in %lld", (long long)n,
+                    (long long)offset, (long long)(t->storage->size - t->offset)),
+           NULL;
+  md_tensor *v = tensor_header(t->storage, t->offset + offset, ndim, shape);
+  if (v) t->storage->refcount++;
+  return v;
+}
+
+void md_tensor_retain(md_tensor *t) {
+  if (t) t->refcount++;
+}
+
+void md_tensor_release(md_tensor *t) {
+  if (!t || --t->refcount > 0) return;
+  storage_release(t->storage);
+  md_tensor_release(t->grad);
+  md_node_release(t->grad_fn);
+  free(t);
+}
+
+bool md_same_shape(const md_tensor *a, const md_tensor *b) {
+  if (a->ndim != b->ndim) return false;
+  for (int i = 0; i < a->ndim; i++)
+    if (a->shape[i] != b->shape[i]) return false;
+  return true;
+}
+
+const char *md_shape_str(const md_tensor *t, char *buf, size_t n) {
+  size_t k = (size_t)snprintf(buf, n, "[");
+  for (int i = 0; i < t->ndim && k < n; i++)
+    k += (size_t)snprintf(buf + k, n - k, i ? ", %lld" : "%lld", (long long)t->shape[i]);
+  if (k < n) snprintf(buf + k, n - k, "]");
+  return buf;
+}
+
+int md_resolve_dim(const char *op, int dim, int ndim, int *out) {
+  int d = dim < 0 ? dim + ndim : dim;
+  if (d < 0 || d >= ndim)
+    return md_error("%s: dimension %d out of range for a %d-dimensional tensor", op,
+                    dim < 0 ? dim : dim + 1, ndim);
+  *out = d;
+  return MD_OK;
+}
+
+int md_begin_inplace(md_tensor *t, const char *op) {
+  if (md_grad_enabled() && md_needs_grad(t))
+    return md_error("%s: in-place operation on a tensor that requires grad "
+                    "(use an out-of-place op, or do it inside md.no_grad)",
+                    op);
+  t->storage->version++;
+  return MD_OK;
+}

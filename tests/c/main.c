@@ -1,0 +1,11 @@
+#include <stdlib.h>
+
+#include "testutil.h"
+
+int main(void) {
+  SRunner *sr = srunner_create(make_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
