@@ -1,7 +1,8 @@
 /* Helpers shared by the binding files. The binding is thin: check arguments,
  * call the C core, push the result or raise the core's message as a Lua error.
  *
- * Each area (l_tensor.c, l_ops.c, l_nn.c, l_io.c, l_optim.c, l_diffusion.c)
+ * Each area (l_tensor.c, l_ops.c, l_random.c, l_conv.c, l_nn.c, l_io.c, l_optim.c,
+ * l_diffusion.c)
  * exports two NULL-terminated luaL_Reg arrays that moondust.c registers:
  * module functions (md.core.xxx) and tensor methods (t:xxx()). */
 #ifndef MD_BINDING_H
@@ -38,6 +39,8 @@ int mdl_optbool(lua_State *L, int idx, int def);
 /* Areas. */
 extern const luaL_Reg mdl_tensor_funcs[], mdl_tensor_methods[];
 extern const luaL_Reg mdl_ops_funcs[], mdl_ops_methods[];
+extern const luaL_Reg mdl_random_funcs[], mdl_random_methods[];
+extern const luaL_Reg mdl_conv_funcs[], mdl_conv_methods[];
 extern const luaL_Reg mdl_nn_funcs[], mdl_nn_methods[];
 extern const luaL_Reg mdl_io_funcs[], mdl_io_methods[];
 extern const luaL_Reg mdl_optim_funcs[], mdl_optim_methods[];

@@ -48,6 +48,11 @@ setmetatable(md, {
   end,
 })
 
+-- Entry points implemented in submodules, loaded when first called.
+function md.save(...) return require("moondust.checkpoint").save(...) end
+function md.load(...) return require("moondust.checkpoint").load(...) end
+function md.sample(...) return require("moondust.sampler").sample(...) end
+
 package.loaded.moondust = md
 require "moondust.tensor" -- Lua-side tensor methods and creation helpers
 return md
