@@ -34,4 +34,28 @@ static inline double max_rel_err(const float *a, const float *b, int64_t n, doub
 #define ck_assert_close(a, b, n, atol, rtol) \
   ck_assert_msg(max_rel_err((a), (b), (n), (atol), (rtol)) <= 1.0, "arrays differ beyond tolerance")
 
+/* Finite-difference check of an analytic gradient. loss(ctx) must compute a
+ * scalar from the current contents of x (typically sum(out * r) for a fixed
+ * random r, so that dL/dout = r is what backward was given). Perturbs up to
+ * max_points evenly spread elements of x by +-eps and returns the worst
+ * |numeric - analytic| / (atol + rtol * |numeric|) with atol = rtol = 1e-2:
+ * <= 1 passes. */
+static inline double grad_check(double (*loss)(void *ctx), void *ctx, float *x, const float *grad,
+                                int64_t n, float eps, int64_t max_points) {
+  int64_t step = n / max_points > 0 ? n / max_points : 1;
+  double worst = 0;
+  for (int64_t i = 0; i < n; i += step) {
+    float orig = x[i];
+    x[i] = orig + eps;
+    double fp = loss(ctx);
+    x[i] = orig - eps;
+    double fm = loss(ctx);
+    x[i] = orig;
+    double num = (fp - fm) / (2.0 * (double)eps);
+    double e = fabs(num - (double)grad[i]) / (1e-2 + 1e-2 * fabs(num));
+    if (!(e <= worst)) worst = e;
+  }
+  return worst;
+}
+
 #endif
