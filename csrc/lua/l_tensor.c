@@ -276,6 +276,11 @@ static int f_grad(lua_State *L) {
   return 1;
 }
 
+static int f_is_tensor(lua_State *L) {
+  lua_pushboolean(L, mdl_is(L, 1));
+  return 1;
+}
+
 static int f_is_grad_enabled(lua_State *L) {
   lua_pushboolean(L, md_grad_enabled());
   return 1;
@@ -307,6 +312,7 @@ static int f_memory(lua_State *L) {
 
 const luaL_Reg mdl_tensor_funcs[] = {
     {"grad", f_grad},
+    {"is_tensor", f_is_tensor},
     {"is_grad_enabled", f_is_grad_enabled},
     {"set_grad_enabled", f_set_grad_enabled},
     {"set_num_threads", f_set_num_threads},

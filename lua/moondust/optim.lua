@@ -1,0 +1,173 @@
+-- Optimizers, gradient clipping, learning-rate warm-up and parameter EMA.
+-- The update loops run in C (csrc/optim.c) over all parameters in one call;
+-- this file keeps the state tensors and the hyper-parameters, which users
+-- may change between steps (opt.lr = ...).
+local md = require "moondust"
+local core = md.core
+
+local optim = {}
+
+-- A model (anything with :parameters()) or a list of tensors.
+local function param_list(params)
+  if type(params) == "table" and params.parameters then params = params:parameters() end
+  assert(type(params) == "table", "optimizer: expected a model or a list of tensors")
+  local out = {}
+  for i, p in ipairs(params) do
+    assert(md.is_tensor(p), ("optimizer: params[%d] is not a tensor"):format(i))
+    out[i] = p
+  end
+  return out
+end
+
+local function zeros_like_all(params)
+  local out = {}
+  for i, p in ipairs(params) do out[i] = md.zeros_like(p) end
+  return out
+end
+
+local Optimizer = {}
+Optimizer.__index = Optimizer
+
+function Optimizer:zero_grad()
+  for _, p in ipairs(self.params) do p.grad = nil end
+end
+
+-- The state as name -> tensor (for checkpoints): every state buffer and the
+-- step count, so a resumed run continues exactly.
+function Optimizer:state_dict()
+  local sd = { step = md.full({ 1 }, self.step_count) }
+  for _, name in ipairs(self.buffer_names) do
+    for i, t in ipairs(self[name]) do sd[name .. "." .. i] = t end
+  end
+  return sd
+end
+
+function Optimizer:load_state_dict(sd)
+  assert(sd.step, "optimizer state: missing 'step'")
+  self.step_count = math.floor(sd.step:view(1)[1] + 0.5)
+  for _, name in ipairs(self.buffer_names) do
+    for i, t in ipairs(self[name]) do
+      local src = sd[name .. "." .. i]
+      if not src then error(("optimizer state: missing '%s.%d'"):format(name, i), 2) end
+      md.no_grad(function() t:copy_(src) end)
+    end
+  end
+end
+
+local function new(kind, params, opts, defaults, buffer_names)
+  local self = setmetatable({ kind = kind, params = param_list(params), step_count = 0,
+                              buffer_names = buffer_names }, Optimizer)
+  for k, v in pairs(defaults) do self[k] = v end
+  for k, v in pairs(opts or {}) do self[k] = v end
+  for _, name in ipairs(buffer_names) do self[name] = zeros_like_all(self.params) end
+  return self
+end
+
+-- Adam / AdamW with PyTorch's defaults (AdamW: weight_decay 0.01, decoupled).
+local function adam_step(self)
+  self.step_count = self.step_count + 1
+  core.adam_step(self.params, self.exp_avg, self.exp_avg_sq, self.step_count, self.lr,
+                 self.betas[1], self.betas[2], self.eps, self.weight_decay, self.decoupled)
+end
+
+function optim.Adam(params, opts)
+  local self = new("Adam", params, opts, { lr = 1e-3, betas = { 0.9, 0.999 }, eps = 1e-8,
+                   weight_decay = 0, decoupled = false }, { "exp_avg", "exp_avg_sq" })
+  self.step = adam_step
+  return self
+end
+
+function optim.AdamW(params, opts)
+  local self = new("AdamW", params, opts, { lr = 1e-3, betas = { 0.9, 0.999 }, eps = 1e-8,
+                   weight_decay = 0.01, decoupled = true }, { "exp_avg", "exp_avg_sq" })
+  self.step = adam_step
+  return self
+end
+
+function optim.SGD(params, opts)
+  local self = new("SGD", params, opts, { lr = 1e-2, momentum = 0, dampening = 0, weight_decay = 0,
+                   nesterov = false }, { "momentum_buffer" })
+  function self:step()
+    core.sgd_step(self.params, self.momentum_buffer, self.step_count == 0, self.lr, self.momentum,
+                  self.dampening, self.weight_decay, self.nesterov)
+    self.step_count = self.step_count + 1
+  end
+  return self
+end
+
+-- Scales all gradients so that their joint 2-norm is at most max_norm;
+-- returns the norm before clipping (as torch.nn.utils.clip_grad_norm_).
+function optim.clip_grad_norm(params, max_norm)
+  params = param_list(params)
+  local norm = core.grad_norm(params)
+  if norm ~= norm or norm == math.huge then return norm end
+  if norm > max_norm then core.scale_grads(params, max_norm / (norm + 1e-6)) end
+  return norm
+end
+
+-- Linear learning-rate warm-up over `steps` optimizer steps: call
+-- warm:step() after each opt:step().
+function optim.warmup(opt, steps)
+  local base, n = opt.lr, 0
+  local w = {}
+  local function apply() opt.lr = base * math.min(1, (n + 1) / steps) end
+  function w:step() n = n + 1; apply() end
+  function w:state() return n end
+  function w:set_state(k) n = k; apply() end
+  apply()
+  return w
+end
+
+-- Exponential moving average of a model's parameters. With warmup (the
+-- default) the decay ramps up as min(decay, (1 + n) / (10 + n)), so early
+-- averages are not dominated by the random initialisation.
+local EMA = {}
+EMA.__index = EMA
+
+function optim.EMA(model, decay, opts)
+  opts = opts or {}
+  local self = setmetatable({ decay = decay or 0.9999, warmup = opts.warmup ~= false, updates = 0 }, EMA)
+  self.names, self.shadow = {}, {}
+  for i, pair in ipairs(model:named_parameters()) do
+    self.names[i] = pair[1]
+    self.shadow[i] = pair[2]:detach():clone()
+  end
+  return self
+end
+
+function EMA:current_decay()
+  if not self.warmup then return self.decay end
+  return math.min(self.decay, (1 + self.updates) / (10 + self.updates))
+end
+
+function EMA:update(model)
+  local params = model:parameters()
+  assert(#params == #self.shadow, "EMA: the model's parameter count changed")
+  core.ema_update(self.shadow, params, self:current_decay())
+  self.updates = self.updates + 1
+end
+
+-- Copies the averaged weights into model (for sampling or evaluation).
+function EMA:copy_to(model)
+  local params = model:parameters()
+  md.no_grad(function()
+    for i, p in ipairs(params) do p:copy_(self.shadow[i]) end
+  end)
+end
+
+function EMA:state_dict()
+  local sd = { updates = md.full({ 1 }, self.updates) }
+  for i, name in ipairs(self.names) do sd[name] = self.shadow[i] end
+  return sd
+end
+
+function EMA:load_state_dict(sd)
+  for i, name in ipairs(self.names) do
+    local src = sd[name]
+    if not src then error("EMA state: missing '" .. name .. "'", 2) end
+    md.no_grad(function() self.shadow[i]:copy_(src) end)
+  end
+  if sd.updates then self.updates = math.floor(sd.updates:view(1)[1] + 0.5) end
+end
+
+return optim
