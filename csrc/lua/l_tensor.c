@@ -215,6 +215,42 @@ static int t_item(lua_State *L) {
   return 1;
 }
 
+/* t:flat() -> a Lua array of all elements, row-major */
+static int t_flat(lua_State *L) {
+  md_tensor *t = mdl_check(L, 1);
+  const float *d = md_data(t);
+  lua_createtable(L, (int)t->numel, 0);
+  for (int64_t i = 0; i < t->numel; i++) {
+    lua_pushnumber(L, d[i]);
+    lua_seti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+/* core.from_flat(array, shape): the inverse of t:flat() */
+static int f_from_flat(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int64_t shape[MD_MAX_DIMS];
+  int nd = mdl_shape(L, 2, shape);
+  lua_Integer n = luaL_len(L, 1);
+  if (n != md_shape_numel(nd, shape))
+    luaL_error(L, "tensor: %d values do not fill the shape (%d elements)", (int)n, (int)md_shape_numel(nd, shape));
+  md_tensor *t = md_tensor_new(nd, shape);
+  if (!t) luaL_error(L, "%s", md_errmsg());
+  float *d = md_data(t);
+  for (lua_Integer i = 0; i < n; i++) {
+    int isnum;
+    lua_Number v = lua_tonumberx(L, (lua_geti(L, 1, i + 1), -1), &isnum);
+    if (!isnum) {
+      md_tensor_release(t);
+      luaL_error(L, "tensor: element %d is a %s, expected a number", (int)i + 1, luaL_typename(L, -1));
+    }
+    d[i] = (float)v;
+    lua_pop(L, 1);
+  }
+  return mdl_push(L, t);
+}
+
 /* ---- autograd ------------------------------------------------------------------ */
 
 static int t_requires_grad(lua_State *L) {
@@ -313,6 +349,7 @@ static int f_memory(lua_State *L) {
 const luaL_Reg mdl_tensor_funcs[] = {
     {"grad", f_grad},
     {"is_tensor", f_is_tensor},
+    {"from_flat", f_from_flat},
     {"is_grad_enabled", f_is_grad_enabled},
     {"set_grad_enabled", f_set_grad_enabled},
     {"set_num_threads", f_set_num_threads},
@@ -331,6 +368,7 @@ const luaL_Reg mdl_tensor_methods[] = {
     {"shape", t_shape},
     {"size", t_size},
     {"item", t_item},
+    {"flat", t_flat},
     {"requires_grad", t_requires_grad},
     {"is_leaf", t_is_leaf},
     {"grad_fn", t_grad_fn},

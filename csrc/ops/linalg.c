@@ -1,0 +1,151 @@
+#include "linalg.h"
+
+#include <string.h>
+
+#include "../autograd.h"
+#include "../backend/blas.h"
+#include "view.h"
+
+/* ---- batched matmul -----------------------------------------------------------------
+ * C[i] = A[i] @ B[i or 0] for i < batch; B is shared when iarg[4] is set. */
+
+static int matmul_backward(md_node *n, const float *dout, float *const *din) {
+  int64_t batch = n->iarg[0], m = n->iarg[1], k = n->iarg[2], nn = n->iarg[3];
+  bool shared_b = n->iarg[4];
+  const float *a = md_data(n->inputs[0]), *b = md_data(n->inputs[1]);
+  if (din[0]) /* dA = dC B^T */
+    for (int64_t i = 0; i < batch; i++)
+      md_sgemm(false, true, m, k, nn, 1.0f, dout + i * m * nn, nn, b + (shared_b ? 0 : i * k * nn), nn, 1.0f,
+               din[0] + i * m * k, k);
+  if (din[1]) { /* dB = A^T dC, summed over the batch when B is shared */
+    if (shared_b)
+      md_sgemm(true, false, k, nn, batch * m, 1.0f, a, k, dout, nn, 1.0f, din[1], nn);
+    else
+      for (int64_t i = 0; i < batch; i++)
+        md_sgemm(true, false, k, nn, m, 1.0f, a + i * m * k, k, dout + i * m * nn, nn, 1.0f,
+                 din[1] + i * k * nn, nn);
+  }
+  return MD_OK;
+}
+
+static int batched(md_tensor **out, md_tensor *a, md_tensor *b, int64_t batch, int64_t m, int64_t k,
+                   int64_t nn, bool shared_b, int ndim, const int64_t *shape) {
+  md_tensor *c = md_tensor_new(ndim, shape);
+  if (!c) return MD_ERR;
+  const float *pa = md_data(a), *pb = md_data(b);
+  float *pc = md_data(c);
+  if (shared_b) /* one GEMM over all rows of all batches */
+    md_sgemm(false, false, batch * m, nn, k, 1.0f, pa, k, pb, nn, 0.0f, pc, nn);
+  else
+    for (int64_t i = 0; i < batch; i++)
+      md_sgemm(false, false, m, nn, k, 1.0f, pa + i * m * k, k, pb + i * k * nn, nn, 0.0f, pc + i * m * nn, nn);
+  md_node *node;
+  if (md_record(&node, c, "matmul", matmul_backward, 2, (md_tensor *[]){a, b}) != MD_OK) {
+    md_tensor_release(c);
+    return MD_ERR;
+  }
+  if (node) {
+    node->iarg[0] = batch, node->iarg[1] = m, node->iarg[2] = k, node->iarg[3] = nn;
+    node->iarg[4] = shared_b;
+  }
+  *out = c;
+  return MD_OK;
+}
+
+static int mismatch(const char *op, const md_tensor *a, const md_tensor *b) {
+  char sa[MD_SHAPE_STR_LEN], sb[MD_SHAPE_STR_LEN];
+  return md_error("%s: shapes %s and %s do not multiply", op, md_shape_str(a, sa, sizeof sa),
+                  md_shape_str(b, sb, sizeof sb));
+}
+
+int md_bmm(md_tensor **out, md_tensor *a, md_tensor *b) {
+  if (a->ndim != 3 || b->ndim != 3 || a->shape[0] != b->shape[0] || a->shape[2] != b->shape[1])
+    return mismatch("bmm", a, b);
+  int64_t shape[3] = {a->shape[0], a->shape[1], b->shape[2]};
+  return batched(out, a, b, a->shape[0], a->shape[1], a->shape[2], b->shape[2], false, 3, shape);
+}
+
+int md_matmul(md_tensor **out, md_tensor *a, md_tensor *b) {
+  if (a->ndim == 0 || b->ndim == 0) return mismatch("matmul", a, b);
+  /* 1-D operands become a row (a) or a column (b), removed again afterwards */
+  if (a->ndim == 1 || b->ndim == 1) {
+    md_tensor *a2 = a, *b2 = b, *c = NULL, *r = NULL;
+    int64_t sa[2] = {1, a->shape[0]}, sb[2] = {b->shape[0], 1};
+    int rc = MD_OK;
+    if (a->ndim == 1) rc = md_reshape(&a2, a, 2, sa);
+    if (rc == MD_OK && b->ndim == 1) rc = md_reshape(&b2, b, 2, sb);
+    if (rc == MD_OK) rc = md_matmul(&c, a2, b2);
+    if (rc == MD_OK) {
+      int64_t shape[MD_MAX_DIMS];
+      int nd = 0;
+      for (int i = 0; i < c->ndim; i++) {
+        bool drop = (a->ndim == 1 && i == c->ndim - 2) || (b->ndim == 1 && i == c->ndim - 1);
+        if (!drop) shape[nd++] = c->shape[i];
+      }
+      rc = md_reshape(&r, c, nd, shape);
+    }
+    if (a2 != a) md_tensor_release(a2);
+    if (b2 != b) md_tensor_release(b2);
+    md_tensor_release(c);
+    if (rc == MD_OK) *out = r;
+    return rc;
+  }
+  int64_t m = a->shape[a->ndim - 2], k = a->shape[a->ndim - 1];
+  int64_t kb = b->shape[b->ndim - 2], nn = b->shape[b->ndim - 1];
+  if (k != kb) return mismatch("matmul", a, b);
+  int64_t batch = md_shape_numel(a->ndim - 2, a->shape);
+  bool shared_b = b->ndim == 2;
+  if (!shared_b) {
+    bool same = b->ndim == a->ndim;
+    for (int i = 0; same && i < a->ndim - 2; i++) same = a->shape[i] == b->shape[i];
+    if (!same) return mismatch("matmul", a, b);
+  }
+  int64_t shape[MD_MAX_DIMS];
+  memcpy(shape, a->shape, sizeof shape);
+  shape[a->ndim - 1] = nn;
+  return batched(out, a, b, batch, m, k, nn, shared_b, a->ndim, shape);
+}
+
+/* ---- linear ------------------------------------------------------------------------------ */
+
+static int linear_backward(md_node *n, const float *dout, float *const *din) {
+  int64_t rows = n->iarg[0], in = n->iarg[1], outf = n->iarg[2];
+  const float *x = md_data(n->inputs[0]), *w = md_data(n->inputs[1]);
+  if (din[0]) md_sgemm(false, false, rows, in, outf, 1.0f, dout, outf, w, in, 1.0f, din[0], in);
+  if (din[1]) md_sgemm(true, false, outf, in, rows, 1.0f, dout, outf, x, in, 1.0f, din[1], in);
+  if (n->ninputs > 2 && din[2])
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t j = 0; j < outf; j++) din[2][j] += dout[r * outf + j];
+  return MD_OK;
+}
+
+int md_linear(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias) {
+  char sx[MD_SHAPE_STR_LEN], sw[MD_SHAPE_STR_LEN];
+  if (w->ndim != 2) return md_error("linear: weight must be [out, in], got %s", md_shape_str(w, sw, sizeof sw));
+  int64_t outf = w->shape[0], in = w->shape[1];
+  if (x->ndim < 1 || x->shape[x->ndim - 1] != in)
+    return md_error("linear: weight expects %lld input features, input has shape %s", (long long)in,
+                    md_shape_str(x, sx, sizeof sx));
+  if (bias && (bias->ndim != 1 || bias->shape[0] != outf))
+    return md_error("linear: bias must have %lld elements, got shape %s", (long long)outf,
+                    md_shape_str(bias, sx, sizeof sx));
+  int64_t shape[MD_MAX_DIMS];
+  memcpy(shape, x->shape, sizeof shape);
+  shape[x->ndim - 1] = outf;
+  md_tensor *y = md_tensor_new(x->ndim, shape);
+  if (!y) return MD_ERR;
+  int64_t rows = x->numel / in;
+  float *py = md_data(y);
+  if (bias)
+    for (int64_t r = 0; r < rows; r++) memcpy(py + r * outf, md_data(bias), (size_t)outf * sizeof(float));
+  md_sgemm(false, true, rows, outf, in, 1.0f, md_data(x), in, md_data(w), in, bias ? 1.0f : 0.0f, py, outf);
+  md_node *n;
+  md_tensor *ins[3] = {x, w, bias};
+  if (md_record(&n, y, "linear", linear_backward, bias ? 3 : 2, ins) != MD_OK) {
+    md_tensor_release(y);
+    return MD_ERR;
+  }
+  if (n) n->iarg[0] = rows, n->iarg[1] = in, n->iarg[2] = outf;
+  *out = y;
+  return MD_OK;
+}

@@ -1,0 +1,15 @@
+/* Matrix products through OpenBLAS (backend/blas.h). */
+#ifndef MD_LINALG_H
+#define MD_LINALG_H
+
+#include "../tensor.h"
+
+/* a [..., m, k] @ b [k, n] or b [..., k, n] with the same leading dims;
+ * 1-D a or b act as a row or a column, as in torch.matmul. */
+int md_matmul(md_tensor **out, md_tensor *a, md_tensor *b);
+/* a [B, m, k] @ b [B, k, n] */
+int md_bmm(md_tensor **out, md_tensor *a, md_tensor *b);
+/* x [..., in] @ w[out, in]^T + bias[out] (bias may be NULL) */
+int md_linear(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias);
+
+#endif
