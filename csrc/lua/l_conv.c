@@ -1,7 +1,34 @@
-/* Binding for the conv area. */
+/* Binding for convolution: md.conv2d and the engine switch. */
+#include <string.h>
+
+#include "../ops/conv.h"
 #include "binding.h"
 
+/* md.conv2d(x, w [, bias [, stride = 1 [, padding = 0]]]) */
+static int f_conv2d(lua_State *L) {
+  md_tensor *y;
+  lua_Integer stride = luaL_optinteger(L, 4, 1), pad = luaL_optinteger(L, 5, 0);
+  mdl_check_rc(L, md_conv2d(&y, mdl_check(L, 1), mdl_check(L, 2), mdl_opt(L, 3), stride, pad));
+  return mdl_push(L, y);
+}
+
+static const char *const backend_names[] = {"im2col", "dnnl", NULL};
+
+/* md.set_conv_backend("dnnl" | "im2col") */
+static int f_set_conv_backend(lua_State *L) {
+  mdl_check_rc(L, md_set_conv_backend((md_conv_backend)luaL_checkoption(L, 1, NULL, backend_names)));
+  return 0;
+}
+
+static int f_get_conv_backend(lua_State *L) {
+  lua_pushstring(L, backend_names[md_get_conv_backend()]);
+  return 1;
+}
+
 const luaL_Reg mdl_conv_funcs[] = {
+    {"conv2d", f_conv2d},
+    {"set_conv_backend", f_set_conv_backend},
+    {"get_conv_backend", f_get_conv_backend},
     {NULL, NULL},
 };
 

@@ -55,4 +55,5 @@ function md.sample(...) return require("moondust.sampler").sample(...) end
 
 package.loaded.moondust = md
 require "moondust.tensor" -- Lua-side tensor methods and creation helpers
+require "moondust.functional" -- dropout, pooling and KL written in Lua
 return md

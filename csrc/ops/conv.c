@@ -1,0 +1,186 @@
+#include "conv.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../autograd.h"
+#include "../backend/blas.h"
+
+#define PAR_MIN 32768
+
+/* ---- im2col + SGEMM ------------------------------------------------------------------
+ * For one image, col[(c*k + i)*k + j][oy*wo + ox] = x[c][oy*s + i - p][ox*s + j - p]
+ * (0 outside), so that y = W[o][c*k*k] @ col. col2im is the adjoint: it
+ * accumulates a column matrix back into the image. */
+
+static void im2col(const md_conv_shape *s, const float *x, float *col) {
+  int64_t k = s->k, hw = s->ho * s->wo, rows = s->c * k * k;
+#pragma omp parallel for if (rows * hw > PAR_MIN) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t c = r / (k * k), i = (r / k) % k, j = r % k;
+    const float *xc = x + c * s->h * s->w;
+    float *dst = col + r * hw;
+    for (int64_t oy = 0; oy < s->ho; oy++) {
+      int64_t iy = oy * s->stride + i - s->pad;
+      float *d = dst + oy * s->wo;
+      if (iy < 0 || iy >= s->h) {
+        memset(d, 0, (size_t)s->wo * sizeof(float));
+        continue;
+      }
+      const float *xrow = xc + iy * s->w;
+      for (int64_t ox = 0; ox < s->wo; ox++) {
+        int64_t ix = ox * s->stride + j - s->pad;
+        d[ox] = ix >= 0 && ix < s->w ? xrow[ix] : 0.0f;
+      }
+    }
+  }
+}
+
+static void col2im(const md_conv_shape *s, const float *col, float *dx) {
+  int64_t k = s->k, hw = s->ho * s->wo;
+  /* parallel over channels: each channel's rows touch only that channel */
+#pragma omp parallel for if (s->c * k * k * hw > PAR_MIN) schedule(static)
+  for (int64_t c = 0; c < s->c; c++) {
+    float *xc = dx + c * s->h * s->w;
+    for (int64_t i = 0; i < k; i++)
+      for (int64_t j = 0; j < k; j++) {
+        const float *src = col + ((c * k + i) * k + j) * hw;
+        for (int64_t oy = 0; oy < s->ho; oy++) {
+          int64_t iy = oy * s->stride + i - s->pad;
+          if (iy < 0 || iy >= s->h) continue;
+          float *xrow = xc + iy * s->w;
+          for (int64_t ox = 0; ox < s->wo; ox++) {
+            int64_t ix = ox * s->stride + j - s->pad;
+            if (ix >= 0 && ix < s->w) xrow[ix] += src[oy * s->wo + ox];
+          }
+        }
+      }
+  }
+}
+
+/* A 1x1 stride-1 unpadded convolution needs no column matrix. */
+static bool is_pointwise(const md_conv_shape *s) { return s->k == 1 && s->stride == 1 && s->pad == 0; }
+
+int md_conv2d_im2col_forward(const md_conv_shape *s, const float *x, const float *w, const float *b, float *y) {
+  int64_t ckk = s->c * s->k * s->k, hw = s->ho * s->wo;
+  float *col = is_pointwise(s) ? NULL : malloc((size_t)(ckk * hw) * sizeof(float));
+  if (!is_pointwise(s) && !col) return md_error("conv2d: out of memory for the column buffer");
+  for (int64_t n = 0; n < s->n; n++) {
+    const float *xn = x + n * s->c * s->h * s->w;
+    float *yn = y + n * s->o * hw;
+    if (b)
+      for (int64_t o = 0; o < s->o; o++)
+        for (int64_t i = 0; i < hw; i++) yn[o * hw + i] = b[o];
+    if (col) im2col(s, xn, col);
+    md_sgemm(false, false, s->o, hw, ckk, 1.0f, w, ckk, col ? col : xn, hw, b ? 1.0f : 0.0f, yn, hw);
+  }
+  free(col);
+  return MD_OK;
+}
+
+int md_conv2d_im2col_backward(const md_conv_shape *s, const float *x, const float *w, const float *dy,
+                              float *dx, float *dw, float *db) {
+  int64_t ckk = s->c * s->k * s->k, hw = s->ho * s->wo;
+  bool pw = is_pointwise(s);
+  float *col = pw ? NULL : malloc((size_t)(ckk * hw) * sizeof(float));
+  if (!pw && !col) return md_error("conv2d backward: out of memory for the column buffer");
+  for (int64_t n = 0; n < s->n; n++) {
+    const float *xn = x + n * s->c * s->h * s->w, *dyn = dy + n * s->o * hw;
+    if (db)
+      for (int64_t o = 0; o < s->o; o++) {
+        float acc = 0;
+        for (int64_t i = 0; i < hw; i++) acc += dyn[o * hw + i];
+        db[o] += acc;
+      }
+    if (dw) { /* dW += dY @ col^T */
+      if (col) im2col(s, xn, col);
+      md_sgemm(false, true, s->o, ckk, hw, 1.0f, dyn, hw, col ? col : xn, hw, 1.0f, dw, ckk);
+    }
+    if (dx) { /* dcol = W^T @ dY, then scattered back */
+      float *dxn = dx + n * s->c * s->h * s->w;
+      if (pw) {
+        md_sgemm(true, false, ckk, hw, s->o, 1.0f, w, ckk, dyn, hw, 1.0f, dxn, hw);
+      } else {
+        md_sgemm(true, false, ckk, hw, s->o, 1.0f, w, ckk, dyn, hw, 0.0f, col, hw);
+        col2im(s, col, dxn);
+      }
+    }
+  }
+  free(col);
+  return MD_OK;
+}
+
+/* ---- engine choice ----------------------------------------------------------------------- */
+
+static md_conv_backend backend = MD_CONV_IM2COL;
+
+int md_set_conv_backend(md_conv_backend b) {
+  if (b == MD_CONV_DNNL) return md_error("conv backend: oneDNN is not wired in yet");
+  backend = b;
+  return MD_OK;
+}
+
+md_conv_backend md_get_conv_backend(void) { return backend; }
+
+static int run_forward(const md_conv_shape *s, const float *x, const float *w, const float *b, float *y) {
+  return md_conv2d_im2col_forward(s, x, w, b, y);
+}
+
+static int run_backward(const md_conv_shape *s, const float *x, const float *w, const float *dy, float *dx,
+                        float *dw, float *db) {
+  return md_conv2d_im2col_backward(s, x, w, dy, dx, dw, db);
+}
+
+/* ---- the differentiable op ----------------------------------------------------------------- */
+
+static void shape_from_node(const md_node *n, md_conv_shape *s) {
+  const md_tensor *x = n->inputs[0], *w = n->inputs[1];
+  *s = (md_conv_shape){.n = x->shape[0], .c = x->shape[1], .h = x->shape[2], .w = x->shape[3],
+                       .o = w->shape[0], .k = w->shape[2], .stride = n->iarg[0], .pad = n->iarg[1],
+                       .ho = n->out_shape[2], .wo = n->out_shape[3]};
+}
+
+static int conv_backward(md_node *n, const float *dout, float *const *din) {
+  md_conv_shape s;
+  shape_from_node(n, &s);
+  return run_backward(&s, md_data(n->inputs[0]), md_data(n->inputs[1]), dout, din[0], din[1],
+                      n->ninputs > 2 ? din[2] : NULL);
+}
+
+int md_conv2d(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias, int64_t stride, int64_t pad) {
+  char sx[MD_SHAPE_STR_LEN], sw[MD_SHAPE_STR_LEN];
+  if (x->ndim != 4) return md_error("conv2d: input must be N x C x H x W, got %s", md_shape_str(x, sx, sizeof sx));
+  if (w->ndim != 4 || w->shape[2] != w->shape[3])
+    return md_error("conv2d: weight must be out x in x k x k, got %s", md_shape_str(w, sw, sizeof sw));
+  if (w->shape[1] != x->shape[1])
+    return md_error("conv2d: weight expects %lld input channels, input has %lld (input %s, weight %s)",
+                    (long long)w->shape[1], (long long)x->shape[1], md_shape_str(x, sx, sizeof sx),
+                    md_shape_str(w, sw, sizeof sw));
+  if (bias && (bias->ndim != 1 || bias->shape[0] != w->shape[0]))
+    return md_error("conv2d: bias must have %lld elements, got %s", (long long)w->shape[0],
+                    md_shape_str(bias, sx, sizeof sx));
+  if (stride < 1 || pad < 0) return md_error("conv2d: stride must be >= 1 and padding >= 0");
+  md_conv_shape s = {.n = x->shape[0], .c = x->shape[1], .h = x->shape[2], .w = x->shape[3],
+                     .o = w->shape[0], .k = w->shape[2], .stride = stride, .pad = pad};
+  if (s.h + 2 * pad < s.k || s.w + 2 * pad < s.k)
+    return md_error("conv2d: kernel %lld is larger than the padded input %lld x %lld", (long long)s.k,
+                    (long long)(s.h + 2 * pad), (long long)(s.w + 2 * pad));
+  s.ho = (s.h + 2 * pad - s.k) / stride + 1;
+  s.wo = (s.w + 2 * pad - s.k) / stride + 1;
+  int64_t shape[4] = {s.n, s.o, s.ho, s.wo};
+  md_tensor *y = md_tensor_new(4, shape);
+  if (!y) return MD_ERR;
+  if (run_forward(&s, md_data(x), md_data(w), bias ? md_data(bias) : NULL, md_data(y)) != MD_OK) {
+    md_tensor_release(y);
+    return MD_ERR;
+  }
+  md_node *n;
+  md_tensor *ins[3] = {x, w, bias};
+  if (md_record(&n, y, "conv2d", conv_backward, bias ? 3 : 2, ins) != MD_OK) {
+    md_tensor_release(y);
+    return MD_ERR;
+  }
+  if (n) n->iarg[0] = stride, n->iarg[1] = pad;
+  *out = y;
+  return MD_OK;
+}

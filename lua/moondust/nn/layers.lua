@@ -1,0 +1,105 @@
+-- The basic layers, each a thin Module over one C op. Initialisation follows
+-- PyTorch's defaults, drawn from md's global generator so md.manual_seed
+-- makes a model reproducible.
+local md = require "moondust"
+local Module = require "moondust.nn.module"
+
+local L = {}
+
+-- U(-1/sqrt(fan_in), 1/sqrt(fan_in)): what PyTorch's kaiming_uniform(a=sqrt(5))
+-- gives for Linear and Conv weights and biases.
+local function uniform_fan_in(shape, fan_in)
+  local bound = 1 / math.sqrt(fan_in)
+  return md.rand(shape) * (2 * bound) - bound
+end
+L.uniform_fan_in = uniform_fan_in
+
+L.Identity = Module:extend("Identity")
+function L.Identity:forward(x) return x end
+
+L.Sequential = Module:extend("Sequential")
+-- Children are named "0", "1", ... as in PyTorch, so state_dict keys match.
+function L.Sequential:init(...)
+  local mods = select("#", ...) == 1 and type((...)) == "table" and not getmetatable(...) and ... or { ... }
+  self.n = 0
+  for _, m in ipairs(mods) do self:append(m) end
+end
+function L.Sequential:append(m)
+  self:add_module(tostring(self.n), m)
+  self.n = self.n + 1
+  return self
+end
+function L.Sequential:get(i) return self[tostring(i - 1)] end -- 1-based, Lua style
+function L.Sequential:forward(x, ...)
+  for i = 0, self.n - 1 do x = self[tostring(i)](x, ...) end
+  return x
+end
+
+L.Linear = Module:extend("Linear")
+function L.Linear:init(in_features, out_features, bias)
+  self.in_features, self.out_features = in_features, out_features
+  self:add_parameter("weight", uniform_fan_in({ out_features, in_features }, in_features))
+  if bias ~= false then self:add_parameter("bias", uniform_fan_in({ out_features }, in_features)) end
+end
+function L.Linear:forward(x) return md.linear(x, self.weight, self.bias) end
+function L.Linear:extra_repr() return ("%d -> %d"):format(self.in_features, self.out_features) end
+
+-- Conv2d(in, out, kernel_size, {stride=1, padding=0, bias=true})
+L.Conv2d = Module:extend("Conv2d")
+function L.Conv2d:init(in_ch, out_ch, k, opts)
+  opts = opts or {}
+  self.in_channels, self.out_channels, self.kernel_size = in_ch, out_ch, k
+  self.stride, self.padding = opts.stride or 1, opts.padding or 0
+  local fan_in = in_ch * k * k
+  self:add_parameter("weight", uniform_fan_in({ out_ch, in_ch, k, k }, fan_in))
+  if opts.bias ~= false then self:add_parameter("bias", uniform_fan_in({ out_ch }, fan_in)) end
+end
+function L.Conv2d:forward(x) return md.conv2d(x, self.weight, self.bias, self.stride, self.padding) end
+function L.Conv2d:extra_repr()
+  return ("%d -> %d, k=%d, stride=%d, padding=%d"):format(self.in_channels, self.out_channels,
+    self.kernel_size, self.stride, self.padding)
+end
+
+L.GroupNorm = Module:extend("GroupNorm")
+function L.GroupNorm:init(groups, channels, eps)
+  self.groups, self.channels, self.eps = groups, channels, eps or 1e-5
+  self:add_parameter("weight", md.ones({ channels }))
+  self:add_parameter("bias", md.zeros({ channels }))
+end
+function L.GroupNorm:forward(x) return md.group_norm(x, self.groups, self.weight, self.bias, self.eps) end
+function L.GroupNorm:extra_repr() return ("%d groups, %d channels"):format(self.groups, self.channels) end
+
+L.Embedding = Module:extend("Embedding")
+function L.Embedding:init(num, dim)
+  self.num_embeddings, self.embedding_dim = num, dim
+  self:add_parameter("weight", md.randn({ num, dim }))
+end
+function L.Embedding:forward(idx) return md.embedding(idx, self.weight) end
+function L.Embedding:extra_repr() return ("%d x %d"):format(self.num_embeddings, self.embedding_dim) end
+
+L.SiLU = Module:extend("SiLU")
+function L.SiLU:forward(x) return md.silu(x) end
+
+L.ReLU = Module:extend("ReLU")
+function L.ReLU:forward(x) return md.relu(x) end
+
+L.Tanh = Module:extend("Tanh")
+function L.Tanh:forward(x) return md.tanh(x) end
+
+L.Sigmoid = Module:extend("Sigmoid")
+function L.Sigmoid:forward(x) return md.sigmoid(x) end
+
+L.Dropout = Module:extend("Dropout")
+function L.Dropout:init(p) self.p = p or 0.5 end
+function L.Dropout:forward(x) return md.dropout(x, self.p, self.training) end
+function L.Dropout:extra_repr() return ("p=%g"):format(self.p) end
+
+-- Flattens all but the first dimension.
+L.Flatten = Module:extend("Flatten")
+function L.Flatten:forward(x) return x:reshape(x:size(1), -1) end
+
+L.AvgPool2d = Module:extend("AvgPool2d")
+function L.AvgPool2d:init(k, stride) self.k, self.stride = k, stride or k end
+function L.AvgPool2d:forward(x) return md.avg_pool2d(x, self.k, self.stride) end
+
+return L

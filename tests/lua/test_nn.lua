@@ -1,0 +1,120 @@
+-- md.nn modules and md.optim: parameter counts of the reference U-Net,
+-- state_dict round trips, training that lowers a loss, forward shapes.
+local T = require "harness"
+local md = require "moondust"
+local nn, optim = md.nn, md.optim
+
+T.test("reference U-Net parameter counts", function()
+  local tiny = nn.UNet { model_channels = 32 }
+  T.eq(tiny:num_parameters(), 1624577, "tiny")
+  local small = nn.UNet { model_channels = 64 }
+  T.eq(small:num_parameters(), 6472705, "small")
+end)
+
+T.test("named parameters follow guided-diffusion's names", function()
+  local m = nn.UNet { model_channels = 32 }
+  local names = {}
+  for _, pair in ipairs(m:named_parameters()) do names[pair[1]] = pair[2] end
+  T.truthy(names["time_embed.0.weight"])
+  T.truthy(names["label_emb.weight"])
+  T.eq(names["label_emb.weight"]:size(1), 11, "10 classes + no class")
+  T.truthy(names["input_blocks.1.0.in_layers.2.weight"])
+  T.truthy(names["middle_block.1.qkv.weight"])
+  T.truthy(names["output_blocks.2.2.conv.weight"], "attention then upsample in the last block of a level")
+  T.truthy(names["output_blocks.5.1.conv.weight"], "upsample at 14x14")
+  T.eq(names["out.2.weight"]:abs():sum():item(), 0, "zero-initialised output conv")
+end)
+
+T.test("U-Net forward keeps the input shape at 28, 32 and 64", function()
+  for _, size in ipairs { 28, 32, 64 } do
+    local m = nn.UNet { model_channels = 16, num_head_channels = 16, attention_resolutions = { 4 } }
+    local x = md.randn { 2, 1, size, size }
+    local y = md.no_grad(function() return m(x, md.tensor { 3, 999 }, md.tensor { 1, 10 }) end)
+    T.eq(table.concat(y:shape(), "x"), "2x1x" .. size .. "x" .. size)
+  end
+end)
+
+T.test("scale-shift ResBlock and EncoderUNet give logits", function()
+  local m = nn.EncoderUNet { model_channels = 16, num_head_channels = 16, use_scale_shift_norm = true,
+                             out_channels = 10 }
+  local out = md.no_grad(function() return m(md.randn { 3, 1, 28, 28 }, md.tensor { 0, 10, 500 }) end)
+  T.eq(table.concat(out:shape(), "x"), "3x10")
+end)
+
+T.test("state_dict round trip and strict errors", function()
+  md.manual_seed(1)
+  local a = nn.Sequential(nn.Linear(4, 8), nn.SiLU(), nn.Linear(8, 2))
+  md.manual_seed(2)
+  local b = nn.Sequential(nn.Linear(4, 8), nn.SiLU(), nn.Linear(8, 2))
+  local x = md.randn { 5, 4 }
+  b:load_state_dict(a:state_dict())
+  T.near(b(x), a(x), 0)
+  T.errors(function() b:load_state_dict({ ["0.weight"] = md.zeros { 8, 4 } }) end, "missing '0.bias'")
+  local sd = a:state_dict()
+  sd["2.weight"] = md.zeros { 3, 8 }
+  T.errors(function() b:load_state_dict(sd) end, "'2.weight' has shape [3, 8]")
+  sd["2.weight"], sd.extra = a:state_dict()["2.weight"], md.zeros { 1 }
+  T.errors(function() b:load_state_dict(sd) end, "unexpected 'extra'")
+end)
+
+T.test("AdamW lowers a regression loss; SGD with momentum too", function()
+  for _, make in ipairs { function(p) return optim.AdamW(p, { lr = 1e-2 }) end,
+                          function(p) return optim.SGD(p, { lr = 0.05, momentum = 0.9 }) end } do
+    md.manual_seed(3)
+    local net = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1))
+    local x = md.randn { 64, 3 }
+    local y = (x:sum(2, true)):sin()
+    local opt = make(net)
+    local first, last
+    for i = 1, 150 do
+      opt:zero_grad()
+      local loss = md.mse_loss(net(x), y)
+      loss:backward()
+      opt:step()
+      if i == 1 then first = loss:item() end
+      last = loss:item()
+    end
+    T.truthy(last < 0.3 * first, ("loss %g -> %g"):format(first, last))
+  end
+end)
+
+T.test("optimizer state round trip continues identically", function()
+  local function run(steps, resume_from)
+    md.manual_seed(4)
+    local net = nn.Linear(3, 2)
+    local opt = optim.AdamW(net, { lr = 1e-2 })
+    if resume_from then
+      net:load_state_dict(resume_from.model)
+      opt:load_state_dict(resume_from.opt)
+    end
+    local x = md.full({ 4, 3 }, 0.5)
+    for _ = 1, steps do
+      opt:zero_grad()
+      md.mse_loss(net(x), md.zeros { 4, 2 }):backward()
+      opt:step()
+    end
+    return net, opt
+  end
+  local full = run(6)
+  local half_net, half_opt = run(3)
+  local resumed = run(3, { model = half_net:state_dict(), opt = half_opt:state_dict() })
+  T.near(resumed.weight, full.weight, 1e-6)
+end)
+
+T.test("clip_grad_norm and EMA", function()
+  local p = md.zeros { 2 }
+  p:requires_grad(true)
+  p.grad = md.tensor { 3, 4 }
+  T.near(optim.clip_grad_norm({ p }, 1), 5, 1e-6)
+  T.near(p.grad, { 0.6, 0.8 }, 1e-5)
+  local net = nn.Linear(1, 1, false)
+  md.no_grad(function() net.weight:fill_(1) end)
+  local ema = optim.EMA(net, 0.5, { warmup = false })
+  md.no_grad(function() net.weight:fill_(3) end)
+  ema:update(net)
+  T.near(ema.shadow[1], { 2 }, 1e-6)
+  ema:copy_to(net)
+  T.near(net.weight, { 2 }, 1e-6)
+end)
+
+T.finish()
