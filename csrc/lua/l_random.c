@@ -10,6 +10,8 @@
 
 /* A shape at idx (table or numbers); *next is the first argument after it. */
 static int shape_arg(lua_State *L, int idx, int64_t *shape, int *next) {
+  if (!lua_isnone(L, idx) && !lua_istable(L, idx) && lua_type(L, idx) != LUA_TNUMBER)
+    luaL_typeerror(L, idx, "shape (a table of sizes)");
   int n = mdl_shape(L, idx, shape);
   *next = lua_istable(L, idx) ? idx + 1 : idx + n;
   return n;
