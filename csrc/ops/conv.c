@@ -5,6 +5,7 @@
 
 #include "../autograd.h"
 #include "../backend/blas.h"
+#include "../backend/dnnl_conv.h"
 
 #define PAR_MIN 32768
 
@@ -112,10 +113,16 @@ int md_conv2d_im2col_backward(const md_conv_shape *s, const float *x, const floa
 
 /* ---- engine choice ----------------------------------------------------------------------- */
 
+#ifdef MD_HAVE_DNNL
+static md_conv_backend backend = MD_CONV_DNNL;
+#else
 static md_conv_backend backend = MD_CONV_IM2COL;
+#endif
 
 int md_set_conv_backend(md_conv_backend b) {
-  if (b == MD_CONV_DNNL) return md_error("conv backend: oneDNN is not wired in yet");
+#ifndef MD_HAVE_DNNL
+  if (b == MD_CONV_DNNL) return md_error("conv backend: this build has no oneDNN (install libdnnl-dev and rebuild)");
+#endif
   backend = b;
   return MD_OK;
 }
@@ -123,11 +130,13 @@ int md_set_conv_backend(md_conv_backend b) {
 md_conv_backend md_get_conv_backend(void) { return backend; }
 
 static int run_forward(const md_conv_shape *s, const float *x, const float *w, const float *b, float *y) {
+  if (backend == MD_CONV_DNNL) return md_dnnl_conv_forward(s, x, w, b, y);
   return md_conv2d_im2col_forward(s, x, w, b, y);
 }
 
 static int run_backward(const md_conv_shape *s, const float *x, const float *w, const float *dy, float *dx,
                         float *dw, float *db) {
+  if (backend == MD_CONV_DNNL) return md_dnnl_conv_backward(s, x, w, dy, dx, dw, db);
   return md_conv2d_im2col_backward(s, x, w, dy, dx, dw, db);
 }
 

@@ -2,6 +2,7 @@
  * naive direct convolution, forward and both backward passes, over the
  * U-Net's shapes; and the tensor-level op's argument checks. */
 #include "autograd.h"
+#include "backend/dnnl_conv.h"
 #include "ops/conv.h"
 #include "testutil.h"
 
@@ -49,6 +50,12 @@ static float *to_float(const double *d, int64_t n) {
   return f;
 }
 
+typedef int (*forward_fn)(const md_conv_shape *s, const float *x, const float *w, const float *b, float *y);
+typedef int (*backward_fn)(const md_conv_shape *s, const float *x, const float *w, const float *dy, float *dx,
+                           float *dw, float *db);
+static forward_fn engine_forward = md_conv2d_im2col_forward;
+static backward_fn engine_backward = md_conv2d_im2col_backward;
+
 static void check_shape(int64_t n, int64_t c, int64_t h, int64_t o, int64_t k, int64_t stride, int64_t pad) {
   md_conv_shape s = {.n = n, .c = c, .h = h, .w = h, .o = o, .k = k, .stride = stride, .pad = pad};
   s.ho = (h + 2 * pad - k) / stride + 1;
@@ -63,11 +70,11 @@ static void check_shape(int64_t n, int64_t c, int64_t h, int64_t o, int64_t k, i
   naive_forward(&s, x, w, b, ry);
   naive_backward(&s, x, w, dy, rdx, rdw, rdb);
   float *fy = to_float(ry, ny), *fdx = to_float(rdx, nx), *fdw = to_float(rdw, nw), *fdb = to_float(rdb, o);
-  ck_assert_int_eq(md_conv2d_im2col_forward(&s, x, w, b, y), MD_OK);
+  ck_assert_int_eq(engine_forward(&s, x, w, b, y), MD_OK);
   ck_assert_close(y, fy, ny, 1e-4, 1e-4);
   /* backward accumulates: start from 1 and expect 1 + reference */
   for (int64_t i = 0; i < nx; i++) dx[i] = 1.0f, fdx[i] += 1.0f;
-  ck_assert_int_eq(md_conv2d_im2col_backward(&s, x, w, dy, dx, dw, db), MD_OK);
+  ck_assert_int_eq(engine_backward(&s, x, w, dy, dx, dw, db), MD_OK);
   ck_assert_close(dx, fdx, nx, 1e-4, 1e-4);
   ck_assert_close(dw, fdw, nw, 1e-3, 1e-4);
   ck_assert_close(db, fdb, o, 1e-3, 1e-4);
@@ -75,7 +82,7 @@ static void check_shape(int64_t n, int64_t c, int64_t h, int64_t o, int64_t k, i
   free(ry), free(rdx), free(rdw), free(rdb), free(fy), free(fdx), free(fdw), free(fdb);
 }
 
-START_TEST(im2col_matches_naive_unet_shapes) {
+static void check_unet_shapes(void) {
   check_shape(2, 3, 28, 4, 3, 1, 1);  /* input conv */
   check_shape(2, 4, 28, 4, 3, 2, 1);  /* downsample 28 -> 14 */
   check_shape(3, 5, 7, 6, 3, 1, 1);   /* 7x7 level */
@@ -83,7 +90,24 @@ START_TEST(im2col_matches_naive_unet_shapes) {
   check_shape(1, 2, 9, 3, 3, 2, 0);   /* odd size, no padding */
   check_shape(2, 3, 5, 2, 5, 1, 2);   /* larger kernel */
 }
+
+START_TEST(im2col_matches_naive_unet_shapes) {
+  engine_forward = md_conv2d_im2col_forward;
+  engine_backward = md_conv2d_im2col_backward;
+  check_unet_shapes();
+}
 END_TEST
+
+#ifdef MD_HAVE_DNNL
+START_TEST(dnnl_matches_naive_unet_shapes) {
+  engine_forward = md_dnnl_conv_forward;
+  engine_backward = md_dnnl_conv_backward;
+  check_unet_shapes();
+  check_unet_shapes(); /* again, through the primitive cache */
+  md_dnnl_conv_clear_cache();
+}
+END_TEST
+#endif
 
 START_TEST(conv2d_rejects_bad_arguments) {
   int64_t xs[4] = {1, 3, 5, 5}, ws[4] = {4, 1, 3, 3}, bs[1] = {5}, x3[3] = {3, 5, 5};
@@ -109,6 +133,9 @@ Suite *make_suite(void) {
   TCase *tc = tcase_create("kernels");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, im2col_matches_naive_unet_shapes);
+#ifdef MD_HAVE_DNNL
+  tcase_add_test(tc, dnnl_matches_naive_unet_shapes);
+#endif
   tcase_add_test(tc, conv2d_rejects_bad_arguments);
   suite_add_tcase(s, tc);
   return s;

@@ -1,0 +1,279 @@
+#include "dnnl_conv.h"
+
+#ifdef MD_HAVE_DNNL
+
+#include <oneapi/dnnl/dnnl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../error.h"
+
+enum { PASS_FORWARD, PASS_FORWARD_NOBIAS, PASS_BACKWARD_DATA, PASS_BACKWARD_WEIGHTS, PASS_BACKWARD_WEIGHTS_NOBIAS };
+
+/* One argument of a primitive: the caller's plain buffer (user) and the
+ * layout the primitive wants. Inputs are reordered in when the two differ;
+ * outputs are reordered out, and accumulating outputs always go through a
+ * reorder with a sum post-op (dst = reorder(src) + dst). */
+typedef struct {
+  int arg;
+  dnnl_memory_desc_t user, want;
+  bool output, accumulate;
+  dnnl_primitive_t reorder; /* NULL when the layouts agree and no sum is needed */
+} operand;
+
+typedef struct {
+  md_conv_shape s;
+  int kind;
+  dnnl_primitive_t prim;
+  int nops;
+  operand op[4];
+} pass;
+
+#define CACHE_SIZE 64
+static pass *cache[CACHE_SIZE];
+static int cache_next;
+static dnnl_engine_t engine;
+static dnnl_stream_t stream;
+
+static int fail(const char *what, dnnl_status_t st) {
+  return md_error("conv2d (oneDNN): %s failed with status %d", what, (int)st);
+}
+
+static int init_engine(void) {
+  if (engine) return MD_OK;
+  dnnl_status_t st = dnnl_engine_create(&engine, dnnl_cpu, 0);
+  if (st != dnnl_success) return fail("engine creation", st);
+  st = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
+  if (st != dnnl_success) return fail("stream creation", st);
+  return MD_OK;
+}
+
+static void pass_free(pass *p) {
+  if (!p) return;
+  if (p->prim) dnnl_primitive_destroy(p->prim);
+  for (int i = 0; i < p->nops; i++)
+    if (p->op[i].reorder) dnnl_primitive_destroy(p->op[i].reorder);
+  free(p);
+}
+
+void md_dnnl_conv_clear_cache(void) {
+  for (int i = 0; i < CACHE_SIZE; i++) {
+    pass_free(cache[i]);
+    cache[i] = NULL;
+  }
+}
+
+static void plain_md(dnnl_memory_desc_t *md, int nd, const int64_t *dims, dnnl_format_tag_t tag) {
+  dnnl_dims_t d;
+  for (int i = 0; i < nd; i++) d[i] = dims[i];
+  dnnl_memory_desc_init_by_tag(md, nd, d, dnnl_f32, tag);
+}
+
+static void any_md(dnnl_memory_desc_t *md, int nd, const int64_t *dims) {
+  plain_md(md, nd, dims, dnnl_format_tag_any);
+}
+
+/* Fills in the operand and creates the reorder it needs. */
+static int add_operand(pass *p, dnnl_primitive_desc_t pd, int arg, dnnl_query_t query, int index,
+                       const dnnl_memory_desc_t *user, bool output, bool accumulate) {
+  operand *o = &p->op[p->nops++];
+  o->arg = arg;
+  o->user = *user;
+  o->want = *dnnl_primitive_desc_query_md(pd, query, index);
+  o->output = output;
+  o->accumulate = accumulate;
+  o->reorder = NULL;
+  if (!accumulate && dnnl_memory_desc_equal(&o->user, &o->want)) return MD_OK;
+  dnnl_primitive_attr_t attr = NULL;
+  dnnl_post_ops_t ops = NULL;
+  if (accumulate) {
+    dnnl_primitive_attr_create(&attr);
+    dnnl_post_ops_create(&ops);
+    dnnl_post_ops_append_sum(ops, 1.0f);
+    dnnl_primitive_attr_set_post_ops(attr, ops);
+  }
+  dnnl_primitive_desc_t rpd;
+  const dnnl_memory_desc_t *from = output ? &o->want : &o->user, *to = output ? &o->user : &o->want;
+  dnnl_status_t st = dnnl_reorder_primitive_desc_create(&rpd, from, engine, to, engine, attr);
+  if (ops) dnnl_post_ops_destroy(ops);
+  if (attr) dnnl_primitive_attr_destroy(attr);
+  if (st != dnnl_success) return fail("reorder", st);
+  st = dnnl_primitive_create(&o->reorder, rpd);
+  dnnl_primitive_desc_destroy(rpd);
+  return st == dnnl_success ? MD_OK : fail("reorder creation", st);
+}
+
+static bool same_shape(const md_conv_shape *a, const md_conv_shape *b) {
+  return a->n == b->n && a->c == b->c && a->h == b->h && a->w == b->w && a->o == b->o && a->k == b->k &&
+         a->stride == b->stride && a->pad == b->pad;
+}
+
+/* Builds the primitive for one pass. The forward descriptor is always made:
+ * it is the hint the backward passes need. */
+static int build(pass *p) {
+  const md_conv_shape *s = &p->s;
+  int64_t xd[4] = {s->n, s->c, s->h, s->w}, wd[4] = {s->o, s->c, s->k, s->k}, yd[4] = {s->n, s->o, s->ho, s->wo};
+  int64_t bd[1] = {s->o};
+  dnnl_memory_desc_t x_any, w_any, b_any, y_any, x_user, w_user, b_user, y_user;
+  any_md(&x_any, 4, xd), any_md(&w_any, 4, wd), any_md(&b_any, 1, bd), any_md(&y_any, 4, yd);
+  plain_md(&x_user, 4, xd, dnnl_nchw), plain_md(&w_user, 4, wd, dnnl_oihw);
+  plain_md(&b_user, 1, bd, dnnl_x), plain_md(&y_user, 4, yd, dnnl_nchw);
+  dnnl_dims_t strides = {s->stride, s->stride}, pad = {s->pad, s->pad};
+  bool bias = p->kind == PASS_FORWARD || p->kind == PASS_BACKWARD_WEIGHTS;
+
+  dnnl_convolution_desc_t fd;
+  dnnl_primitive_desc_t fpd = NULL, pd = NULL;
+  dnnl_status_t st = dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &x_any,
+                                                        &w_any, p->kind == PASS_FORWARD ? &b_any : NULL, &y_any,
+                                                        strides, pad, pad);
+  if (st == dnnl_success) st = dnnl_primitive_desc_create(&fpd, &fd, NULL, engine, NULL);
+  if (st != dnnl_success) return fail("forward descriptor", st);
+
+  int rc = MD_OK;
+  if (p->kind == PASS_FORWARD || p->kind == PASS_FORWARD_NOBIAS) {
+    pd = fpd;
+    fpd = NULL;
+    rc = add_operand(p, pd, DNNL_ARG_SRC, dnnl_query_src_md, 0, &x_user, false, false);
+    if (rc == MD_OK) rc = add_operand(p, pd, DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0, &w_user, false, false);
+    if (rc == MD_OK && bias) rc = add_operand(p, pd, DNNL_ARG_BIAS, dnnl_query_weights_md, 1, &b_user, false, false);
+    if (rc == MD_OK) rc = add_operand(p, pd, DNNL_ARG_DST, dnnl_query_dst_md, 0, &y_user, true, false);
+  } else if (p->kind == PASS_BACKWARD_DATA) {
+    dnnl_convolution_desc_t bdd;
+    st = dnnl_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct, &x_any, &w_any, &y_any, strides,
+                                                  pad, pad);
+    if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &bdd, NULL, engine, fpd);
+    if (st != dnnl_success) rc = fail("backward-data descriptor", st);
+    if (rc == MD_OK) rc = add_operand(p, pd, DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, &y_user, false, false);
+    if (rc == MD_OK) rc = add_operand(p, pd, DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0, &w_user, false, false);
+    if (rc == MD_OK) rc = add_operand(p, pd, DNNL_ARG_DIFF_SRC, dnnl_query_diff_src_md, 0, &x_user, true, true);
+  } else {
+    dnnl_convolution_desc_t bwd;
+    st = dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &x_any, &w_any,
+                                                     bias ? &b_any : NULL, &y_any, strides, pad, pad);
+    if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &bwd, NULL, engine, fpd);
+    if (st != dnnl_success) rc = fail("backward-weights descriptor", st);
+    if (rc == MD_OK) rc = add_operand(p, pd, DNNL_ARG_SRC, dnnl_query_src_md, 0, &x_user, false, false);
+    if (rc == MD_OK) rc = add_operand(p, pd, DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, &y_user, false, false);
+    if (rc == MD_OK) rc = add_operand(p, pd, DNNL_ARG_DIFF_WEIGHTS, dnnl_query_diff_weights_md, 0, &w_user, true, true);
+    if (rc == MD_OK && bias)
+      rc = add_operand(p, pd, DNNL_ARG_DIFF_BIAS, dnnl_query_diff_weights_md, 1, &b_user, true, true);
+  }
+  if (rc == MD_OK) {
+    st = dnnl_primitive_create(&p->prim, pd);
+    if (st != dnnl_success) rc = fail("primitive creation", st);
+  }
+  if (fpd) dnnl_primitive_desc_destroy(fpd);
+  if (pd) dnnl_primitive_desc_destroy(pd);
+  return rc;
+}
+
+static pass *lookup(const md_conv_shape *s, int kind) {
+  for (int i = 0; i < CACHE_SIZE; i++)
+    if (cache[i] && cache[i]->kind == kind && same_shape(&cache[i]->s, s)) return cache[i];
+  if (init_engine() != MD_OK) return NULL;
+  pass *p = calloc(1, sizeof *p);
+  if (!p) {
+    md_error("conv2d (oneDNN): out of memory");
+    return NULL;
+  }
+  p->s = *s;
+  p->kind = kind;
+  if (build(p) != MD_OK) {
+    pass_free(p);
+    return NULL;
+  }
+  pass_free(cache[cache_next]); /* the oldest entry makes room */
+  cache[cache_next] = p;
+  cache_next = (cache_next + 1) % CACHE_SIZE;
+  return p;
+}
+
+/* Runs a pass on the callers' buffers (in the order of p->op). */
+static int run(pass *p, void *const *ptrs) {
+  dnnl_memory_t user[4] = {0}, mem[4] = {0};
+  void *tmp[4] = {0};
+  dnnl_exec_arg_t args[4];
+  int rc = MD_OK;
+  dnnl_status_t st = dnnl_success;
+  for (int i = 0; i < p->nops && rc == MD_OK; i++) {
+    operand *o = &p->op[i];
+    st = dnnl_memory_create(&user[i], &o->user, engine, ptrs[i]);
+    if (st == dnnl_success && o->reorder) {
+      tmp[i] = aligned_alloc(64, (dnnl_memory_desc_get_size(&o->want) + 63) & ~(size_t)63);
+      if (!tmp[i]) rc = md_error("conv2d (oneDNN): out of memory for a reorder buffer");
+      else st = dnnl_memory_create(&mem[i], &o->want, engine, tmp[i]);
+    }
+    if (st != dnnl_success && rc == MD_OK) rc = fail("memory creation", st);
+    if (rc != MD_OK) break;
+    if (o->reorder && !o->output) {
+      dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, user[i]}, {DNNL_ARG_TO, mem[i]}};
+      st = dnnl_primitive_execute(o->reorder, stream, 2, ra);
+      if (st != dnnl_success) rc = fail("input reorder", st);
+    }
+    args[i].arg = o->arg;
+    args[i].memory = o->reorder ? mem[i] : user[i];
+  }
+  if (rc == MD_OK) {
+    st = dnnl_primitive_execute(p->prim, stream, p->nops, args);
+    if (st != dnnl_success) rc = fail("execution", st);
+  }
+  for (int i = 0; i < p->nops && rc == MD_OK; i++) {
+    operand *o = &p->op[i];
+    if (!o->output || !o->reorder) continue;
+    dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, mem[i]}, {DNNL_ARG_TO, user[i]}};
+    st = dnnl_primitive_execute(o->reorder, stream, 2, ra);
+    if (st != dnnl_success) rc = fail("output reorder", st);
+  }
+  dnnl_stream_wait(stream);
+  for (int i = 0; i < p->nops; i++) {
+    if (user[i]) dnnl_memory_destroy(user[i]);
+    if (mem[i]) dnnl_memory_destroy(mem[i]);
+    free(tmp[i]);
+  }
+  return rc;
+}
+
+int md_dnnl_conv_forward(const md_conv_shape *s, const float *x, const float *w, const float *b, float *y) {
+  pass *p = lookup(s, b ? PASS_FORWARD : PASS_FORWARD_NOBIAS);
+  if (!p) return MD_ERR;
+  void *with_bias[4] = {(void *)x, (void *)w, (void *)b, y}, *without[3] = {(void *)x, (void *)w, y};
+  return run(p, b ? with_bias : without);
+}
+
+int md_dnnl_conv_backward(const md_conv_shape *s, const float *x, const float *w, const float *dy, float *dx,
+                          float *dw, float *db) {
+  if (dx) {
+    pass *p = lookup(s, PASS_BACKWARD_DATA);
+    if (!p) return MD_ERR;
+    void *ptrs[3] = {(void *)dy, (void *)w, dx};
+    if (run(p, ptrs) != MD_OK) return MD_ERR;
+  }
+  if (dw || db) {
+    float *dw_buf = dw, *db_buf = db;
+    /* oneDNN computes both together; a missing one goes to scratch */
+    if (!dw) dw_buf = calloc((size_t)(s->o * s->c * s->k * s->k), sizeof(float));
+    if (!dw_buf) return md_error("conv2d (oneDNN): out of memory");
+    pass *p = lookup(s, db ? PASS_BACKWARD_WEIGHTS : PASS_BACKWARD_WEIGHTS_NOBIAS);
+    int rc = MD_ERR;
+    if (p) {
+      void *ptrs[4] = {(void *)x, (void *)dy, dw_buf, db_buf};
+      rc = run(p, ptrs);
+    }
+    if (!dw) free(dw_buf);
+    if (rc != MD_OK) return MD_ERR;
+  }
+  return MD_OK;
+}
+
+#else
+
+int md_dnnl_conv_forward(const md_conv_shape *s, const float *x, const float *w, const float *b, float *y) {
+  return md_error("conv2d: this build has no oneDNN");
+}
+int md_dnnl_conv_backward(const md_conv_shape *s, const float *x, const float *w, const float *dy, float *dx,
+                          float *dw, float *db) {
+  return md_error("conv2d: this build has no oneDNN");
+}
+void md_dnnl_conv_clear_cache(void) {}
+
+#endif

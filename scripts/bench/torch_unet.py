@@ -1,0 +1,215 @@
+"""The reference U-Net in PyTorch, built exactly like moondust's md.nn.UNet
+(guided-diffusion's UNetModel at small size), and the benchmark figures for
+it. Run by scripts/bench/run.lua; one figure per process so that peak memory
+is that figure's own.
+
+  /usr/bin/python3 scripts/bench/torch_unet.py FIGURE MODEL_CHANNELS REPEATS MODE
+  FIGURE: params | train | sample | sample_cfg | forward1     MODE: eager | jit
+Prints one JSON line: {"times": [...], "maxrss_mb": ..., "params": ...}.
+"""
+import json
+import math
+import resource
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def zero(m):
+    for p in m.parameters():
+        nn.init.zeros_(p)
+    return m
+
+
+def norm(ch):
+    return nn.GroupNorm(8, ch)
+
+
+def timestep_embedding(t, dim, max_period=10000):
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+    args = t[:, None].float() * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, ch, emb, out):
+        super().__init__()
+        self.in_layers = nn.Sequential(norm(ch), nn.SiLU(), nn.Conv2d(ch, out, 3, padding=1))
+        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb, out))
+        self.out_layers = nn.Sequential(norm(out), nn.SiLU(), nn.Dropout(0.0), zero(nn.Conv2d(out, out, 3, padding=1)))
+        self.skip_connection = nn.Identity() if out == ch else nn.Conv2d(ch, out, 1)
+
+    def forward(self, x, emb):
+        h = self.in_layers(x)
+        h = h + self.emb_layers(emb)[:, :, None, None]
+        return self.skip_connection(x) + self.out_layers(h)
+
+
+class AttentionBlock(nn.Module):
+    def __init__(self, ch, head_ch):
+        super().__init__()
+        self.heads = ch // head_ch
+        self.norm = norm(ch)
+        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
+        self.proj_out = zero(nn.Conv2d(ch, ch, 1))
+
+    def forward(self, x):
+        b, c, hh, ww = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, hh * ww)
+        q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]  # [b, heads, d, L]
+        w = torch.softmax(torch.einsum("bhct,bhcs->bhts", q, k) / math.sqrt(c // self.heads), dim=-1)
+        a = torch.einsum("bhts,bhcs->bhct", w, v).reshape(b, c, hh, ww)
+        return x + self.proj_out(a)
+
+
+class Seq(nn.Sequential):
+    def forward(self, x, emb):
+        for m in self:
+            x = m(x, emb) if isinstance(m, ResBlock) else m(x)
+        return x
+
+
+class Down(nn.Module):
+    def __init__(self, ch):
+        super().__init__()
+        self.op = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.op(x)
+
+
+class Up(nn.Module):
+    def __init__(self, ch):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class UNet(nn.Module):
+    def __init__(self, mc=32, mult=(1, 2, 2), nres=2, attn=(4,), head_ch=32, num_classes=10):
+        super().__init__()
+        self.mc = mc
+        emb = 4 * mc
+        self.time_embed = nn.Sequential(nn.Linear(mc, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.label_emb = nn.Embedding(num_classes + 1, emb)
+        self.input_blocks = nn.ModuleList([Seq(nn.Conv2d(1, mc, 3, padding=1))])
+        chans, ch, ds = [mc], mc, 1
+        for level, m in enumerate(mult):
+            for _ in range(nres):
+                layers = [ResBlock(ch, emb, m * mc)]
+                ch = m * mc
+                if ds in attn:
+                    layers.append(AttentionBlock(ch, head_ch))
+                self.input_blocks.append(Seq(*layers))
+                chans.append(ch)
+            if level != len(mult) - 1:
+                self.input_blocks.append(Seq(Down(ch)))
+                chans.append(ch)
+                ds *= 2
+        self.middle_block = Seq(ResBlock(ch, emb, ch), AttentionBlock(ch, head_ch), ResBlock(ch, emb, ch))
+        self.output_blocks = nn.ModuleList([])
+        for level, m in list(enumerate(mult))[::-1]:
+            for i in range(nres + 1):
+                layers = [ResBlock(ch + chans.pop(), emb, mc * m)]
+                ch = mc * m
+                if ds in attn:
+                    layers.append(AttentionBlock(ch, head_ch))
+                if level and i == nres:
+                    layers.append(Up(ch))
+                    ds //= 2
+                self.output_blocks.append(Seq(*layers))
+        self.out = nn.Sequential(norm(ch), nn.SiLU(), zero(nn.Conv2d(mc, 1, 3, padding=1)))
+
+    def forward(self, x, t, y):
+        emb = self.time_embed(timestep_embedding(t, self.mc)) + self.label_emb(y)
+        hs, h = [], x
+        for m in self.input_blocks:
+            h = m(h, emb)
+            hs.append(h)
+        h = self.middle_block(h, emb)
+        for m in self.output_blocks:
+            h = m(torch.cat([h, hs.pop()], 1), emb)
+        return self.out(h)
+
+
+def ddim_alphas(T=1000, steps=50):
+    betas = torch.linspace(1e-4, 0.02, T, dtype=torch.float64)
+    ab = torch.cumprod(1 - betas, 0)
+    ts = list(range(0, T, T // steps))[::-1]
+    return ab.float(), ts
+
+
+def sample(model, n, cfg):
+    """DDIM-50, eta 0; with cfg the conditional and unconditional halves run in one batch."""
+    ab, ts = ddim_alphas()
+    x = torch.randn(n, 1, 28, 28)
+    y = torch.full((n,), 7, dtype=torch.long)
+    with torch.no_grad():
+        for i, t in enumerate(ts):
+            tt = torch.full((n,), t, dtype=torch.long)
+            if cfg:
+                e = model(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([y, torch.full((n,), 10)]))
+                ec, eu = e.chunk(2)
+                eps = eu + 3.0 * (ec - eu)
+            else:
+                eps = model(x, tt, y)
+            a, ap = ab[t], (ab[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0))
+            x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+            x = ap.sqrt() * x0 + (1 - ap).sqrt() * eps
+    return x
+
+
+def main():
+    figure, mc, repeats, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    torch.manual_seed(0)
+    model = UNet(mc)
+    params = sum(p.numel() for p in model.parameters())
+    times = []
+    if figure == "train":
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        x = torch.randn(128, 1, 28, 28)
+        t = torch.randint(0, 1000, (128,))
+        y = torch.randint(0, 11, (128,))
+        step_model = model
+        if mode == "jit":
+            step_model = torch.jit.trace(model, (x, t, y))
+        for i in range(repeats + 1):
+            t0 = time.perf_counter()
+            noise = torch.randn_like(x)
+            loss = F.mse_loss(step_model(x, t, y), noise)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if i > 0:  # the first step warms up
+                times.append(time.perf_counter() - t0)
+    elif figure in ("sample", "sample_cfg", "forward1"):
+        model.eval()
+        n = 1 if figure == "forward1" else 256
+        cfg = figure == "sample_cfg"
+        run_model = model
+        if mode == "jit":
+            b = 2 * n if cfg else n
+            with torch.no_grad():
+                ex = (torch.randn(b, 1, 28, 28), torch.zeros(b, dtype=torch.long), torch.zeros(b, dtype=torch.long))
+                run_model = torch.jit.freeze(torch.jit.trace(model, ex))
+        for i in range(repeats + 1):
+            t0 = time.perf_counter()
+            if figure == "forward1":
+                with torch.no_grad():
+                    run_model(torch.randn(1, 1, 28, 28), torch.tensor([500]), torch.tensor([3]))
+            else:
+                sample(run_model, n, cfg)
+            if i > 0:
+                times.append(time.perf_counter() - t0)
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"times": times, "maxrss_mb": maxrss, "params": params}))
+
+
+if __name__ == "__main__":
+    main()
