@@ -1,5 +1,7 @@
 #include "autograd.h"
 
+#include "alloc.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,7 +76,7 @@ void md_node_release(md_node *n) {
    * unrolled sampler loop) recurses once per node, which is bounded by the
    * graph depth of one training step. */
   node_free_saved(n);
-  free(n->grad_buf);
+  md_free_floats(n->grad_buf, n->out_numel);
   free(n);
 }
 
@@ -152,7 +154,7 @@ static bool edge_needed(const md_tensor *in, int ntargets, md_tensor *const *tar
 }
 
 static float *zeroed(int64_t n) {
-  float *p = calloc((size_t)(n > 0 ? n : 1), sizeof(float));
+  float *p = md_calloc_floats(n);
   if (!p) md_error("backward: out of memory for a gradient of %lld floats", (long long)n);
   return p;
 }
@@ -248,14 +250,14 @@ static int sweep(md_tensor *root, const md_tensor *grad_root, int ntargets,
       }
     }
     if (rc == MD_OK) rc = n->backward(n, n->grad_buf, din);
-    free(n->grad_buf);
+    md_free_floats(n->grad_buf, n->out_numel);
     n->grad_buf = NULL;
     if (!retain_graph) node_free_saved(n);
   }
 
   for (int k = 0; k < order.n; k++) {
     md_node *n = order.v[k];
-    free(n->grad_buf);
+    md_free_floats(n->grad_buf, n->out_numel);
     n->grad_buf = NULL;
     n->mark = 0;
     n->needed = false;

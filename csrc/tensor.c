@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "autograd.h"
 
 static int64_t live_bytes, total_bytes;
@@ -18,8 +19,8 @@ static md_storage *storage_new(int64_t n) {
     md_error("out of memory allocating a tensor header");
     return NULL;
   }
-  size_t bytes = ((size_t)(n > 0 ? n : 1) * sizeof(float) + 63) & ~(size_t)63;
-  s->data = aligned_alloc(64, bytes);
+  int64_t bytes = md_alloc_bytes(n);
+  s->data = md_alloc_floats(n);
   if (!s->data) {
     free(s);
     md_error("out of memory allocating %lld floats (%.1f MiB)", (long long)n,
@@ -29,15 +30,15 @@ static md_storage *storage_new(int64_t n) {
   s->size = n;
   s->refcount = 1;
   s->version = 0;
-  live_bytes += (int64_t)bytes;
-  total_bytes += (int64_t)bytes;
+  live_bytes += bytes;
+  total_bytes += bytes;
   return s;
 }
 
 static void storage_release(md_storage *s) {
   if (!s || --s->refcount > 0) return;
-  live_bytes -= (int64_t)(((size_t)(s->size > 0 ? s->size : 1) * sizeof(float) + 63) & ~(size_t)63);
-  free(s->data);
+  live_bytes -= md_alloc_bytes(s->size);
+  md_free_floats(s->data, s->size);
   free(s);
 }
 

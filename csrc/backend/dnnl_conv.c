@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../alloc.h"
 #include "../error.h"
 
 enum { PASS_FORWARD, PASS_FORWARD_NOBIAS, PASS_BACKWARD_DATA, PASS_BACKWARD_WEIGHTS, PASS_BACKWARD_WEIGHTS_NOBIAS };
@@ -191,7 +192,8 @@ static pass *lookup(const md_conv_shape *s, int kind) {
 /* Runs a pass on the callers' buffers (in the order of p->op). */
 static int run(pass *p, void *const *ptrs) {
   dnnl_memory_t user[4] = {0}, mem[4] = {0};
-  void *tmp[4] = {0};
+  float *tmp[4] = {0};
+  int64_t tmp_floats[4] = {0};
   dnnl_exec_arg_t args[4];
   int rc = MD_OK;
   dnnl_status_t st = dnnl_success;
@@ -199,7 +201,8 @@ static int run(pass *p, void *const *ptrs) {
     operand *o = &p->op[i];
     st = dnnl_memory_create(&user[i], &o->user, engine, ptrs[i]);
     if (st == dnnl_success && o->reorder) {
-      tmp[i] = aligned_alloc(64, (dnnl_memory_desc_get_size(&o->want) + 63) & ~(size_t)63);
+      tmp_floats[i] = (int64_t)(dnnl_memory_desc_get_size(&o->want) + 3) / 4;
+      tmp[i] = md_alloc_floats(tmp_floats[i]);
       if (!tmp[i]) rc = md_error("conv2d (oneDNN): out of memory for a reorder buffer");
       else st = dnnl_memory_create(&mem[i], &o->want, engine, tmp[i]);
     }
@@ -228,7 +231,7 @@ static int run(pass *p, void *const *ptrs) {
   for (int i = 0; i < p->nops; i++) {
     if (user[i]) dnnl_memory_destroy(user[i]);
     if (mem[i]) dnnl_memory_destroy(mem[i]);
-    free(tmp[i]);
+    md_free_floats(tmp[i], tmp_floats[i]);
   }
   return rc;
 }

@@ -13,13 +13,15 @@ typedef struct {
 /* ---- memory accounting -------------------------------------------------
  * Lua's collector sees only the small userdata, not the tensor memory behind
  * it. A full collection whenever the bytes allocated since the last one
- * exceed what was alive after it (and at least 256 MiB) keeps a training
- * loop's footprint at about twice its live set. */
+ * exceed a quarter of what was alive after it (and at least 64 MiB) keeps a
+ * training loop's footprint near its live set, and returns dead activations
+ * to the allocator's cache (alloc.h) while they are still warm. The Lua heap
+ * itself is small, so a full collection costs well under a millisecond. */
 static int64_t total_at_last_gc, live_after_last_gc;
 
 static void account(lua_State *L) {
   int64_t since = md_mem_allocated_total() - total_at_last_gc;
-  int64_t limit = live_after_last_gc > (INT64_C(256) << 20) ? live_after_last_gc : (INT64_C(256) << 20);
+  int64_t limit = live_after_last_gc / 4 > (INT64_C(64) << 20) ? live_after_last_gc / 4 : (INT64_C(64) << 20);
   if (since > limit) {
     lua_gc(L, LUA_GCCOLLECT);
     total_at_last_gc = md_mem_allocated_total();
