@@ -1,0 +1,29 @@
+-- PNG images in [-1, 1]: md.image.save, md.image.load, md.image.save_grid.
+local md = require "moondust"
+local core = md.core
+
+local image = {}
+
+-- img: C x H x W or 1 x C x H x W, values in [-1, 1]
+function image.save(img, path)
+  if img:dim() == 4 and img:size(1) == 1 then img = img[1] end
+  core.png_write(path, img:detach())
+  return path
+end
+
+-- -> C x H x W in [-1, 1]; opts.channels = 1 (default) or 3
+function image.load(path, opts)
+  return core.png_read(path, (opts or {}).channels or 1)
+end
+
+-- batch N x C x H x W -> one C x H' x W' image, nrow images per row.
+function image.make_grid(batch, opts)
+  opts = opts or {}
+  return core.make_grid(batch:detach(), opts.nrow or 8, opts.padding or 2, opts.pad_value or -1)
+end
+
+function image.save_grid(batch, path, opts)
+  return image.save(image.make_grid(batch, opts), path)
+end
+
+return image
