@@ -2,6 +2,8 @@
 
 #include <math.h>
 
+#include "detsum.h"
+
 /* Below this many elements a parallel region costs more than it saves. */
 #define PAR_MIN 32768
 
@@ -45,10 +47,14 @@ void md_ema_update(float *ema, const float *p, int64_t n, float decay) {
 }
 
 double md_sum_squares(const float *g, int64_t n) {
-  double s = 0;
-#pragma omp parallel for if (n > PAR_MIN) reduction(+ : s) schedule(static)
-  for (int64_t i = 0; i < n; i++) s += (double)g[i] * g[i];
-  return s;
+  double part[MD_SUM_CHUNKS];
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+  for (int c = 0; c < MD_SUM_CHUNKS; c++) {
+    double s = 0;
+    for (int64_t i = md_chunk_start(n, c); i < md_chunk_start(n, c + 1); i++) s += (double)g[i] * g[i];
+    part[c] = s;
+  }
+  return md_sum_parts(part);
 }
 
 void md_scale(float *g, int64_t n, float s) {

@@ -5,7 +5,7 @@ local md = require "moondust"
 local nn, optim = md.nn, md.optim
 
 local out_path = arg[1] or "checkpoints/classifier_fashion.safetensors"
-local epochs = tonumber(arg[2]) or 3
+local epochs = tonumber(arg[2]) or 4
 md.manual_seed(0)
 
 local function Classifier()
@@ -59,5 +59,5 @@ local function main()
 end
 
 -- The classifier's architecture is reused to load the checkpoint elsewhere.
-if ... == nil then main() end
+if ... ~= "classifier_fashion" then main() end
 return { Classifier = Classifier, accuracy = accuracy }

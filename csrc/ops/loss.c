@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "../autograd.h"
+#include "../detsum.h"
 
 enum { LOSS_MSE, LOSS_BCE, LOSS_BCE_LOGITS, LOSS_CE, LOSS_NLL };
 static const char *const loss_names[] = {"mse_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
@@ -67,9 +68,15 @@ static int pair(md_tensor **out, int kind, md_tensor *a, md_tensor *b) {
       if (!(pa[i] >= 0.0f && pa[i] <= 1.0f))
         return md_error("binary_cross_entropy: input %g at element %lld is not a probability in [0, 1]", pa[i],
                         (long long)i + 1);
-  double acc = 0;
-#pragma omp parallel for if (a->numel > 32768) reduction(+ : acc) schedule(static)
-  for (int64_t i = 0; i < a->numel; i++) acc += pair_loss(kind, pa[i], pb[i]);
+  double part[MD_SUM_CHUNKS];
+#pragma omp parallel for if (a->numel > 32768) schedule(static)
+  for (int c = 0; c < MD_SUM_CHUNKS; c++) {
+    double s = 0;
+    for (int64_t i = md_chunk_start(a->numel, c); i < md_chunk_start(a->numel, c + 1); i++)
+      s += pair_loss(kind, pa[i], pb[i]);
+    part[c] = s;
+  }
+  double acc = md_sum_parts(part);
   md_tensor *y = md_tensor_scalar((float)(acc / (double)a->numel));
   if (!y) return MD_ERR;
   md_node *n;

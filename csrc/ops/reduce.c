@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../autograd.h"
+#include "../detsum.h"
 
 #define PAR_MIN 32768
 
@@ -51,17 +52,25 @@ static void span_means(const float *x, span s, double *mean) {
 
 /* The all-elements case parallelises over the one long row instead. */
 static double row_sum(const float *x, int64_t n) {
-  double acc = 0;
-#pragma omp parallel for if (n > PAR_MIN) reduction(+ : acc) schedule(static)
-  for (int64_t j = 0; j < n; j++) acc += x[j];
-  return acc;
+  double part[MD_SUM_CHUNKS];
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+  for (int c = 0; c < MD_SUM_CHUNKS; c++) {
+    double s = 0;
+    for (int64_t j = md_chunk_start(n, c); j < md_chunk_start(n, c + 1); j++) s += x[j];
+    part[c] = s;
+  }
+  return md_sum_parts(part);
 }
 
 static double row_sq_dev(const float *x, int64_t n, double mean) {
-  double acc = 0;
-#pragma omp parallel for if (n > PAR_MIN) reduction(+ : acc) schedule(static)
-  for (int64_t j = 0; j < n; j++) acc += (x[j] - mean) * (x[j] - mean);
-  return acc;
+  double part[MD_SUM_CHUNKS];
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+  for (int c = 0; c < MD_SUM_CHUNKS; c++) {
+    double s = 0;
+    for (int64_t j = md_chunk_start(n, c); j < md_chunk_start(n, c + 1); j++) s += (x[j] - mean) * (x[j] - mean);
+    part[c] = s;
+  }
+  return md_sum_parts(part);
 }
 
 static int reduce_forward(md_reduce_op op, const float *x, span s, int correction, float *y) {

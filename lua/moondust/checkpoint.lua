@@ -150,6 +150,8 @@ function checkpoint.load(path)
   if next(weights) == nil then weights = tensors end
   model:load_state_dict(weights)
   model:eval()
+  -- how the model was trained, for md.sample
+  model.schedule, model.prediction, model.image_size = meta.schedule, meta.prediction, meta.image_size
   return model, meta, tensors
 end
 

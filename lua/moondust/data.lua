@@ -81,15 +81,6 @@ function data.png_folder(dir, opts)
            classes = #classes > 0 and classes or { "all" }, files = files }
 end
 
--- Stacks any number of same-shaped tensors along a new first dimension.
-function md.stack_many(list)
-  local out = md.empty { #list, table.unpack(list[1]:shape()) }
-  md.no_grad(function()
-    for i, t in ipairs(list) do out[i] = t end
-  end)
-  return out
-end
-
 -- Batches of a data set. loader() iterates over one epoch; loader:next()
 -- returns the next batch and moves on to a new epoch (a new shuffle) when
 -- one ends. loader:state() / loader:set_state() let a resumed run see

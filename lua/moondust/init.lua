@@ -5,7 +5,7 @@
 -- first use.
 local core = require "moondust.core"
 
-local md = { core = core, Tensor = core.Tensor }
+local md = { core = core, Tensor = core.Tensor, version = "0.1.0" }
 for k, v in pairs(core) do md[k] = v end
 
 -- Grad mode -------------------------------------------------------------------

@@ -155,8 +155,11 @@ function EMA:copy_to(model)
   end)
 end
 
+-- The averaged weights under the model's parameter names (so a checkpoint's
+-- "ema." tensors load straight into a model); the update count is
+-- self.updates, which callers store alongside.
 function EMA:state_dict()
-  local sd = { updates = md.full({ 1 }, self.updates) }
+  local sd = {}
   for i, name in ipairs(self.names) do sd[name] = self.shadow[i] end
   return sd
 end
@@ -167,7 +170,6 @@ function EMA:load_state_dict(sd)
     if not src then error("EMA state: missing '" .. name .. "'", 2) end
     md.no_grad(function() self.shadow[i]:copy_(src) end)
   end
-  if sd.updates then self.updates = math.floor(sd.updates:view(1)[1] + 0.5) end
 end
 
 return optim

@@ -47,6 +47,18 @@ end
 
 function Module:init() end
 
+-- True for instances of Module and its subclasses.
+function Module.is_module(x)
+  if type(x) ~= "table" then return false end
+  local mt = getmetatable(x)
+  local class = mt and mt.__index
+  while type(class) == "table" do
+    if class == Module then return true end
+    class = class.super
+  end
+  return false
+end
+
 function Module:forward()
   error(self.__name .. ": forward is not implemented", 2)
 end

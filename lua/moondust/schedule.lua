@@ -1,0 +1,112 @@
+-- Noise schedules. Each returns a table
+--   {T, betas, alphas, alphas_cumprod (tensors), ab (a Lua array of
+--    alpha-bar in double precision), timesteps (0-based model timesteps)}
+-- md.schedule.linear{T = 1000, beta_start = 1e-4, beta_end = 0.02}   (DDPM)
+-- md.schedule.cosine{T = 1000, s = 0.008, max_beta = 0.999}           (improved DDPM)
+-- md.schedule.scaled_linear{T = 1000, beta_start = 0.00085, beta_end = 0.012} (latent diffusion)
+-- md.schedule.from_betas(function(t, T) return beta end, T)
+-- md.schedule.from_alpha_bar(function(t, T) return alpha_bar end, T)  (t continuous in [0, 1])
+-- md.schedule.respace(sched, steps [, "even" | "ddim"]): sample with fewer steps.
+local md = require "moondust"
+
+local schedule = {}
+
+-- The table for a list of betas (Lua numbers) over model timesteps ts.
+local function build(betas, ts, kind)
+  local T = #betas
+  local ab, alphas, prod = {}, {}, 1.0
+  for i = 1, T do
+    local b = betas[i]
+    if not (b > 0 and b < 1) then error(("schedule: beta %d is %s; betas must be in (0, 1)"):format(i, tostring(b)), 3) end
+    alphas[i] = 1 - b
+    prod = prod * (1 - b)
+    ab[i] = prod
+  end
+  if not ts then
+    ts = {}
+    for i = 1, T do ts[i] = i - 1 end
+  end
+  return { T = T, kind = kind, betas = md.tensor(betas), alphas = md.tensor(alphas), alphas_cumprod = md.tensor(ab),
+           ab = ab, betas_list = betas, timesteps = ts }
+end
+
+function schedule.from_betas(f, T, kind)
+  local betas = {}
+  for t = 0, T - 1 do betas[t + 1] = f(t, T) end
+  return build(betas, nil, kind or "custom")
+end
+
+function schedule.linear(opts)
+  opts = opts or {}
+  local T, b0, b1 = opts.T or 1000, opts.beta_start or 1e-4, opts.beta_end or 0.02
+  return schedule.from_betas(function(t) return T == 1 and b0 or b0 + (b1 - b0) * t / (T - 1) end, T, "linear")
+end
+
+function schedule.scaled_linear(opts)
+  opts = opts or {}
+  local T = opts.T or 1000
+  local r0, r1 = math.sqrt(opts.beta_start or 0.00085), math.sqrt(opts.beta_end or 0.012)
+  return schedule.from_betas(function(t) local r = r0 + (r1 - r0) * t / (T - 1); return r * r end, T, "scaled_linear")
+end
+
+-- betas from a continuous alpha-bar(t), t in [0, 1], clipped at max_beta
+function schedule.from_alpha_bar(f, T, max_beta, kind)
+  max_beta = max_beta or 0.999
+  return schedule.from_betas(function(t)
+    return math.min(1 - f((t + 1) / T) / f(t / T), max_beta)
+  end, T, kind or "custom")
+end
+
+function schedule.cosine(opts)
+  opts = opts or {}
+  local s = opts.s or 0.008
+  return schedule.from_alpha_bar(function(u) return math.cos((u + s) / (1 + s) * math.pi / 2) ^ 2 end,
+    opts.T or 1000, opts.max_beta or 0.999, "cosine")
+end
+
+-- Model timesteps for sampling with `steps` steps: "even" spreads them from
+-- 0 to T-1 with rounding (improved-diffusion's space_timesteps); "ddim"
+-- takes every (T // steps)-th from 0 (DDIM's uniform skip).
+function schedule.spacing(T, steps, mode)
+  if steps < 1 or steps > T then error(("schedule: cannot take %d steps out of %d"):format(steps, T), 2) end
+  local ts = {}
+  if mode == "ddim" then
+    local stride = T // steps
+    for i = 0, steps - 1 do ts[#ts + 1] = i * stride end
+  else
+    local stride = steps > 1 and (T - 1) / (steps - 1) or 0
+    local seen = {}
+    for i = 0, steps - 1 do
+      local t = math.floor(i * stride + 0.5)
+      if not seen[t] then seen[t] = true; ts[#ts + 1] = t end
+    end
+  end
+  return ts
+end
+
+-- A schedule over a subset of the timesteps, with betas recomputed so that
+-- alpha-bar is unchanged at the kept steps: DDPM and DDIM then both sample
+-- in `steps` steps. sched.timesteps lists the model timesteps used.
+function schedule.respace(sched, steps, mode)
+  if steps == sched.T and not mode then return sched end
+  local ts = type(steps) == "table" and steps or schedule.spacing(sched.T, steps, mode)
+  local betas, prev = {}, 1.0
+  for i, t in ipairs(ts) do
+    local a = sched.ab[t + 1]
+    betas[i] = 1 - a / prev
+    prev = a
+  end
+  local out = build(betas, ts, sched.kind)
+  out.parent_T = sched.T
+  return out
+end
+
+-- Resolve a schedule given by name or table.
+function schedule.get(s, T)
+  if type(s) == "table" then return s end
+  local f = schedule[s or "linear"]
+  if not f then error("schedule: unknown schedule '" .. tostring(s) .. "'", 2) end
+  return f { T = T or 1000 }
+end
+
+return schedule

@@ -1,0 +1,2 @@
+-- Entry point for scripts/moondust.
+require("moondust.cli").main(arg)
