@@ -14,7 +14,8 @@ typedef struct {
 
 static slot cache[CACHE_SLOTS]; /* oldest first */
 static int ncached;
-static int64_t cached_bytes, cache_limit = INT64_C(1) << 30;
+static int64_t cached_bytes, cache_limit = INT64_C(2) << 30;
+static int64_t hits, misses;
 
 int64_t md_alloc_bytes(int64_t n) { return ((n > 0 ? n : 1) * (int64_t)sizeof(float) + 63) & ~(int64_t)63; }
 
@@ -27,8 +28,10 @@ float *md_alloc_floats(int64_t n) {
         memmove(cache + i, cache + i + 1, (size_t)(ncached - i - 1) * sizeof *cache);
         ncached--;
         cached_bytes -= bytes;
+        hits++;
         return p;
       }
+  if (bytes >= CACHE_MIN_BYTES) misses++;
   return aligned_alloc(64, (size_t)bytes);
 }
 
@@ -67,3 +70,8 @@ void md_alloc_set_cache_limit(int64_t bytes) {
 }
 
 int64_t md_alloc_cached_bytes(void) { return cached_bytes; }
+
+void md_alloc_stats(int64_t *hit, int64_t *miss) {
+  *hit = hits;
+  *miss = misses;
+}

@@ -17,9 +17,11 @@ void md_free_floats(float *p, int64_t n);
 
 /* Bytes a buffer of n floats occupies. */
 int64_t md_alloc_bytes(int64_t n);
-/* Frees every cached buffer; sets the cap on cached bytes (default 1 GiB). */
+/* Frees every cached buffer; sets the cap on cached bytes (default 2 GiB). */
 void md_alloc_trim(void);
 void md_alloc_set_cache_limit(int64_t bytes);
 int64_t md_alloc_cached_bytes(void);
+/* Large allocations served from the cache, and not. */
+void md_alloc_stats(int64_t *hits, int64_t *misses);
 
 #endif

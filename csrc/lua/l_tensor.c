@@ -2,6 +2,7 @@
  * and the autograd entry points (requires_grad, backward, grad, no_grad). */
 #include <string.h>
 
+#include "../alloc.h"
 #include "../autograd.h"
 #include "../backend/threads.h"
 #include "binding.h"
@@ -342,10 +343,21 @@ static int f_get_num_threads(lua_State *L) {
   return 1;
 }
 
+/* md.memory() -> live tensor bytes, bytes allocated so far, a table of
+ * allocator-cache figures {cached, hits, misses} */
 static int f_memory(lua_State *L) {
   lua_pushinteger(L, md_mem_live_bytes());
   lua_pushinteger(L, md_mem_allocated_total());
-  return 2;
+  int64_t hits, misses;
+  md_alloc_stats(&hits, &misses);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, md_alloc_cached_bytes());
+  lua_setfield(L, -2, "cached");
+  lua_pushinteger(L, hits);
+  lua_setfield(L, -2, "hits");
+  lua_pushinteger(L, misses);
+  lua_setfield(L, -2, "misses");
+  return 3;
 }
 
 const luaL_Reg mdl_tensor_funcs[] = {
