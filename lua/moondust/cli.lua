@@ -19,7 +19,8 @@ usage: moondust train [options]
   --data DIR          a folder of PNGs instead of Fashion-MNIST
   --channels C        model_channels of the U-Net (default 32)
   --batch-size B      (default 128)
-  --lr LR             AdamW learning rate (default 2e-4)
+  --lr LR             AdamW learning rate (default 5e-4)
+  --dropout P         dropout in the ResBlocks (default 0: short runs do not overfit)
   --schedule NAME     linear | cosine | scaled_linear (default linear)
   --sample-every N    write out/samples_<step>.png every N steps (default 1000, 0 = never)
   --seed S            (default 0)
@@ -67,12 +68,12 @@ function cli.train(o)
   local data = o.data and md.data.png_folder(o.data) or md.data.fashion_mnist { split = "train" }
   local classes = #data.classes > 1 and #data.classes or nil
   local model = md.nn.UNet { in_channels = data.images:size(2), out_channels = data.images:size(2),
-                             model_channels = o.channels or 32, num_classes = classes, dropout = 0.1 }
+                             model_channels = o.channels or 32, num_classes = classes, dropout = o.dropout or 0 }
   io.stderr:write(("U-Net: %d parameters, %d training images\n"):format(model:num_parameters(), data.n))
   local r = md.trainer.train {
     model = model, data = data, minutes = o.minutes or (not o.steps and 10 or nil), steps = o.steps,
     checkpoint = o.checkpoint or "checkpoints/ddpm_fashion.safetensors", resume = not o.fresh,
-    batch_size = o.batch_size, lr = o.lr, schedule = o.schedule, sample_every = o.sample_every or 1000,
+    batch_size = o.batch_size, lr = o.lr or 5e-4, schedule = o.schedule, sample_every = o.sample_every or 1000,
     seed = o.seed,
   }
   print(("trained to step %d (%.1f images/s); checkpoint %s"):format(r.steps, r.images_per_second, r.checkpoint))
