@@ -1,5 +1,6 @@
 #include "layout.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "../autograd.h"
@@ -27,19 +28,38 @@ int md_clone(md_tensor **out, md_tensor *x) {
   return MD_OK;
 }
 
+/* Same element count (any shape, as Torch7's copy) or src broadcasting to
+ * dst's shape; a broadcast source is read through strides that are 0 along
+ * its repeated dimensions. */
 int md_copy_(md_tensor *dst, const md_tensor *src) {
-  if (src->numel != dst->numel && src->numel != 1) {
+  int64_t st[MD_MAX_DIMS] = {0};
+  bool same = src->numel == dst->numel, fits = src->ndim <= dst->ndim;
+  int64_t stride = 1;
+  for (int d = dst->ndim - 1, s = src->ndim - 1; !same && fits && s >= 0; d--, s--) {
+    fits = src->shape[s] == dst->shape[d] || src->shape[s] == 1;
+    st[d] = src->shape[s] == 1 ? 0 : stride;
+    stride *= src->shape[s];
+  }
+  if (!same && !fits) {
     char a[MD_SHAPE_STR_LEN], b[MD_SHAPE_STR_LEN];
     return md_error("copy_: source of shape %s does not fit a destination of shape %s",
                     md_shape_str(src, a, sizeof a), md_shape_str(dst, b, sizeof b));
   }
   if (md_begin_inplace(dst, "copy_") != MD_OK) return MD_ERR;
-  if (src->numel == 1) {
-    float v = md_data(src)[0];
-    float *d = md_data(dst);
-    for (int64_t i = 0; i < dst->numel; i++) d[i] = v;
-  } else {
-    memmove(md_data(dst), md_data(src), (size_t)dst->numel * sizeof(float));
+  const float *ps = md_data(src);
+  float *pd = md_data(dst);
+  if (same) {
+    memmove(pd, ps, (size_t)dst->numel * sizeof(float));
+    return MD_OK;
+  }
+#pragma omp parallel for if (dst->numel > PAR_MIN) schedule(static)
+  for (int64_t i = 0; i < dst->numel; i++) {
+    int64_t rem = i, off = 0;
+    for (int d = dst->ndim - 1; d >= 0; d--) {
+      off += (rem % dst->shape[d]) * st[d];
+      rem /= dst->shape[d];
+    }
+    pd[i] = ps[off];
   }
   return MD_OK;
 }
@@ -246,7 +266,9 @@ int md_index_select(md_tensor **out, md_tensor *x, int dim, const md_tensor *idx
   const float *pi = md_data(idx);
   int64_t k = idx->numel, len = x->shape[d];
   for (int64_t j = 0; j < k; j++)
-    if (!(pi[j] >= 0 && pi[j] < (float)len && pi[j] == (float)(int64_t)pi[j]))
+    if (pi[j] != floorf(pi[j]))
+      return md_error("index_select: index %g is not an integer", pi[j]);
+    else if (!(pi[j] >= 0 && pi[j] < (float)len))
       return md_error("index_select: index %g out of range for dimension %d of size %lld (indices are 0-based)",
                       pi[j], d + 1, (long long)len);
   int64_t shape[MD_MAX_DIMS];

@@ -7,7 +7,7 @@
 #include "../tensor.h"
 
 int md_clone(md_tensor **out, md_tensor *x);
-/* dst = src in place; src broadcasts to dst's shape. */
+/* dst = src in place; src has dst's element count (any shape) or broadcasts to dst's shape. */
 int md_copy_(md_tensor *dst, const md_tensor *src);
 int md_fill_(md_tensor *dst, float value);
 

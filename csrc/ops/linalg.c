@@ -7,38 +7,42 @@
 #include "view.h"
 
 /* ---- batched matmul -----------------------------------------------------------------
- * C[i] = A[i] @ B[i or 0] for i < batch; B is shared when iarg[4] is set. */
+ * C[i] = A[i % na] @ B[i % nb] for i < batch: the operand with fewer batch
+ * matrices repeats (its batch dims are the trailing batch dims of the other).
+ * iarg: batch, m, k, n, na, nb. */
 
 static int matmul_backward(md_node *n, const float *dout, float *const *din) {
-  int64_t batch = n->iarg[0], m = n->iarg[1], k = n->iarg[2], nn = n->iarg[3];
-  bool shared_b = n->iarg[4];
+  int64_t batch = n->iarg[0], m = n->iarg[1], k = n->iarg[2], nn = n->iarg[3], na = n->iarg[4], nb = n->iarg[5];
   const float *a = md_data(n->inputs[0]), *b = md_data(n->inputs[1]);
   if (din[0]) /* dA = dC B^T */
     for (int64_t i = 0; i < batch; i++)
-      md_sgemm(false, true, m, k, nn, 1.0f, dout + i * m * nn, nn, b + (shared_b ? 0 : i * k * nn), nn, 1.0f,
-               din[0] + i * m * k, k);
-  if (din[1]) { /* dB = A^T dC, summed over the batch when B is shared */
-    if (shared_b)
+      md_sgemm(false, true, m, k, nn, 1.0f, dout + i * m * nn, nn, b + (i % nb) * k * nn, nn, 1.0f,
+               din[0] + (i % na) * m * k, k);
+  if (din[1]) { /* dB = A^T dC, summed over the batches that shared B */
+    if (nb == 1 && na == batch)
       md_sgemm(true, false, k, nn, batch * m, 1.0f, a, k, dout, nn, 1.0f, din[1], nn);
     else
       for (int64_t i = 0; i < batch; i++)
-        md_sgemm(true, false, k, nn, m, 1.0f, a + i * m * k, k, dout + i * m * nn, nn, 1.0f,
-                 din[1] + i * k * nn, nn);
+        md_sgemm(true, false, k, nn, m, 1.0f, a + (i % na) * m * k, k, dout + i * m * nn, nn, 1.0f,
+                 din[1] + (i % nb) * k * nn, nn);
   }
   return MD_OK;
 }
 
 static int batched(md_tensor **out, md_tensor *a, md_tensor *b, int64_t batch, int64_t m, int64_t k,
-                   int64_t nn, bool shared_b, int ndim, const int64_t *shape) {
-  md_tensor *c = md_tensor_new(ndim, shape);
+                   int64_t nn, int64_t na, int64_t nb, int ndim, const int64_t *shape) {
+  md_tensor *c = k ? md_tensor_new(ndim, shape) : md_tensor_zeros(ndim, shape); /* k = 0: an empty sum */
   if (!c) return MD_ERR;
   const float *pa = md_data(a), *pb = md_data(b);
   float *pc = md_data(c);
-  if (shared_b) /* one GEMM over all rows of all batches */
+  if (k == 0)
+    ;
+  else if (nb == 1 && na == batch) /* one GEMM over all rows of all batches */
     md_sgemm(false, false, batch * m, nn, k, 1.0f, pa, k, pb, nn, 0.0f, pc, nn);
   else
     for (int64_t i = 0; i < batch; i++)
-      md_sgemm(false, false, m, nn, k, 1.0f, pa + i * m * k, k, pb + i * k * nn, nn, 0.0f, pc + i * m * nn, nn);
+      md_sgemm(false, false, m, nn, k, 1.0f, pa + (i % na) * m * k, k, pb + (i % nb) * k * nn, nn, 0.0f,
+               pc + i * m * nn, nn);
   md_node *node;
   if (md_record(&node, c, "matmul", matmul_backward, 2, (md_tensor *[]){a, b}) != MD_OK) {
     md_tensor_release(c);
@@ -46,7 +50,7 @@ static int batched(md_tensor **out, md_tensor *a, md_tensor *b, int64_t batch, i
   }
   if (node) {
     node->iarg[0] = batch, node->iarg[1] = m, node->iarg[2] = k, node->iarg[3] = nn;
-    node->iarg[4] = shared_b;
+    node->iarg[4] = na, node->iarg[5] = nb;
   }
   *out = c;
   return MD_OK;
@@ -62,7 +66,7 @@ int md_bmm(md_tensor **out, md_tensor *a, md_tensor *b) {
   if (a->ndim != 3 || b->ndim != 3 || a->shape[0] != b->shape[0] || a->shape[2] != b->shape[1])
     return mismatch("bmm", a, b);
   int64_t shape[3] = {a->shape[0], a->shape[1], b->shape[2]};
-  return batched(out, a, b, a->shape[0], a->shape[1], a->shape[2], b->shape[2], false, 3, shape);
+  return batched(out, a, b, a->shape[0], a->shape[1], a->shape[2], b->shape[2], a->shape[0], a->shape[0], 3, shape);
 }
 
 int md_matmul(md_tensor **out, md_tensor *a, md_tensor *b) {
@@ -93,17 +97,17 @@ int md_matmul(md_tensor **out, md_tensor *a, md_tensor *b) {
   int64_t m = a->shape[a->ndim - 2], k = a->shape[a->ndim - 1];
   int64_t kb = b->shape[b->ndim - 2], nn = b->shape[b->ndim - 1];
   if (k != kb) return mismatch("matmul", a, b);
-  int64_t batch = md_shape_numel(a->ndim - 2, a->shape);
-  bool shared_b = b->ndim == 2;
-  if (!shared_b) {
-    bool same = b->ndim == a->ndim;
-    for (int i = 0; same && i < a->ndim - 2; i++) same = a->shape[i] == b->shape[i];
-    if (!same) return mismatch("matmul", a, b);
-  }
+  /* batch dims: the shorter list must be the trailing part of the longer one */
+  const md_tensor *longer = a->ndim >= b->ndim ? a : b, *shorter = longer == a ? b : a;
+  int lead = longer->ndim - shorter->ndim;
+  for (int i = 0; i < shorter->ndim - 2; i++)
+    if (shorter->shape[i] != longer->shape[lead + i]) return mismatch("matmul", a, b);
+  int64_t na = md_shape_numel(a->ndim - 2, a->shape), nb = md_shape_numel(b->ndim - 2, b->shape);
   int64_t shape[MD_MAX_DIMS];
-  memcpy(shape, a->shape, sizeof shape);
-  shape[a->ndim - 1] = nn;
-  return batched(out, a, b, batch, m, k, nn, shared_b, a->ndim, shape);
+  memcpy(shape, longer->shape, sizeof shape);
+  shape[longer->ndim - 2] = m, shape[longer->ndim - 1] = nn;
+  int64_t batch = md_shape_numel(longer->ndim - 2, longer->shape);
+  return batched(out, a, b, batch, m, k, nn, na, nb, longer->ndim, shape);
 }
 
 /* ---- linear ------------------------------------------------------------------------------ */

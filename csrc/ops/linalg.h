@@ -4,7 +4,9 @@
 
 #include "../tensor.h"
 
-/* a [..., m, k] @ b [k, n] or b [..., k, n] with the same leading dims;
+/* a [..., m, k] @ b [..., k, n]: the operand with fewer batch dims repeats
+ * over the other's leading ones (its batch dims must equal the other's
+ * trailing batch dims, e.g. [B, H, m, k] @ [H, k, n] or [m, k] @ [B, k, n]);
  * 1-D a or b act as a row or a column, as in torch.matmul. */
 int md_matmul(md_tensor **out, md_tensor *a, md_tensor *b);
 /* a [B, m, k] @ b [B, k, n] */

@@ -80,7 +80,7 @@ static int reduce_forward(md_reduce_op op, const float *x, span s, int correctio
   if (m == 1 && s.inner == 1) mean[0] = s.len ? row_sum(x, s.len) / (double)s.len : NAN;
   else span_means(x, s, mean);
   for (int64_t oi = 0; oi < m; oi++) {
-    if (op == MD_SUM) y[oi] = (float)(mean[oi] * (double)s.len);
+    if (op == MD_SUM) y[oi] = s.len ? (float)(mean[oi] * (double)s.len) : 0.0f; /* empty sum is 0 */
     else if (op == MD_MEAN) y[oi] = (float)mean[oi];
   }
   if (op == MD_VAR || op == MD_STD) {

@@ -22,7 +22,9 @@ function md.tensor(data)
   local flat = {}
   local function walk(t, d)
     if d > #shape then
-      if type(t) ~= "number" then error("tensor: ragged nested table (expected a number at depth " .. d .. ")", 4) end
+      if type(t) ~= "number" then
+        error(("tensor: expected a number at depth %d, got %s"):format(d - 1, type(t)), 4)
+      end
       flat[#flat + 1] = t
       return
     end
