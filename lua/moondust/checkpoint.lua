@@ -136,6 +136,7 @@ end
 checkpoint.builders = {
   unet = function(cfg) return md.nn.UNet(cfg) end,
   encoder_unet = function(cfg) return md.nn.EncoderUNet(cfg) end,
+  vae = function(cfg) return md.vae.VAE(cfg) end,
 }
 
 -- A checkpoint with meta.model and meta.config comes back as a model ready
