@@ -73,7 +73,7 @@ void md_rng_normal(md_generator *g, float *out, int64_t n) { draw(g, out, n, DRA
 
 void md_rng_randint(md_generator *g, float *out, int64_t n, int64_t lo, int64_t hi) {
   draw(g, out, n, DRAW_UNIFORM);
-  double span = (double)(hi - lo);
+  double span = (double)hi - (double)lo; /* hi - lo may overflow int64 */
   for (int64_t i = 0; i < n; i++) {
     int64_t v = lo + (int64_t)floor((double)out[i] * span);
     out[i] = (float)(v < hi ? v : hi - 1);

@@ -98,7 +98,7 @@ static int f_randn(lua_State *L) { return draw(L, 1, md_rng_normal, NULL); }
 
 static int randint(lua_State *L, int idx, md_generator *self) {
   lua_Integer lo = luaL_checkinteger(L, idx), hi = luaL_checkinteger(L, idx + 1);
-  if (hi <= lo) luaL_error(L, "randint: empty range [%d, %d)", (int)lo, (int)hi);
+  if (hi <= lo) luaL_error(L, "randint: empty range [%I, %I)", lo, hi);
   int64_t shape[MD_MAX_DIMS];
   int next, n = shape_arg(L, idx + 2, shape, &next);
   md_generator *g = self ? self : opt_generator(L, next);
