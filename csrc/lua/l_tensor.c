@@ -1,6 +1,7 @@
 /* The tensor userdata: lifetime (__gc, __close), memory accounting, indexing,
  * and the autograd entry points (requires_grad, backward, grad, no_grad). */
 #include <string.h>
+#include <time.h>
 
 #include "../alloc.h"
 #include "../autograd.h"
@@ -343,6 +344,14 @@ static int f_get_num_threads(lua_State *L) {
   return 1;
 }
 
+/* md.time(): monotonic wall-clock seconds, for progress bars and benchmarks */
+static int f_time(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+  return 1;
+}
+
 /* md.memory() -> live tensor bytes, bytes allocated so far, a table of
  * allocator-cache figures {cached, hits, misses} */
 static int f_memory(lua_State *L) {
@@ -369,6 +378,7 @@ const luaL_Reg mdl_tensor_funcs[] = {
     {"set_num_threads", f_set_num_threads},
     {"get_num_threads", f_get_num_threads},
     {"memory", f_memory},
+    {"time", f_time},
     {NULL, NULL},
 };
 

@@ -4,20 +4,17 @@
 --   local bar = md.progress.new{total = 1000, label = "train"}
 --   bar:update(step, {loss = l, images = batch_size})
 --   bar:finish()
+local md = require "moondust"
+
 local progress = {}
 
 local Bar = {}
 Bar.__index = Bar
 
-local function now()
-  local p = io.popen("date +%s.%N")
-  local t = p and p:read("n")
-  if p then p:close() end
-  return t or os.time()
-end
+-- Wall-clock seconds (os.clock() would count the CPU time of all threads).
+local now = md.time
 progress.now = now
 
--- A wall clock for throughput: os.clock() counts CPU time of all threads.
 local is_tty = os.getenv("TERM") ~= nil and os.execute("test -t 2") == true
 
 local function fmt_time(s)
