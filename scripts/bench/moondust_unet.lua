@@ -20,12 +20,14 @@ local model = md.nn.UNet { model_channels = mc, channel_mult = { 1, 2, 2 }, num_
                            attention_resolutions = { 4 }, num_head_channels = 32, num_classes = 10, norm_groups = 8 }
 local times = {}
 
-local function timed(fn)
-  for i = 1, repeats + 1 do -- the first run warms up (primitive creation, caches)
+-- A warm-up run first (primitive creation, caches), then `repeats` timed runs.
+local function timed(fn, warmup)
+  (warmup or fn)()
+  for _ = 1, repeats do
     collectgarbage()
     local t0 = md.time()
     fn()
-    if i > 1 then times[#times + 1] = md.time() - t0 end
+    times[#times + 1] = md.time() - t0
   end
 end
 
@@ -41,10 +43,13 @@ if figure == "train" then
   end)
 elseif figure == "sample" or figure == "sample_cfg" then
   model:eval()
-  timed(function()
-    md.sample(model, { n = 256, class = 7, steps = 50, sampler = "ddim", batch_size = 256, progress = false,
-                       guidance = figure == "sample_cfg" and 3 or nil })
-  end)
+  local function run(steps)
+    return function()
+      md.sample(model, { n = 256, class = 7, steps = steps, sampler = "ddim", batch_size = 256, progress = false,
+                         guidance = figure == "sample_cfg" and 3 or nil })
+    end
+  end
+  timed(run(50), run(2))
 elseif figure == "forward1" then
   model:eval()
   local x, t, y = md.randn { 1, 1, 28, 28 }, md.tensor { 500 }, md.tensor { 3 }
