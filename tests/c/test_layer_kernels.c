@@ -31,32 +31,40 @@ static void naive_gn(const float *x, const float *w, const float *b, double *y, 
 typedef struct {
   float *x, *w, *b, *r;
   int64_t n, c, hw, g;
+  bool silu;
 } gn_case;
+
+static void naive_gn_act(const gn_case *k, double *y) {
+  naive_gn(k->x, k->w, k->b, y, k->n, k->c, k->hw, k->g, 1e-5);
+  if (k->silu)
+    for (int64_t i = 0; i < k->n * k->c * k->hw; i++) y[i] = y[i] / (1 + exp(-y[i]));
+}
 
 /* sum(r * gn(x)) for finite differences */
 static double gn_loss(void *p) {
   gn_case *k = p;
   int64_t total = k->n * k->c * k->hw;
   double *y = malloc(total * sizeof *y), acc = 0;
-  naive_gn(k->x, k->w, k->b, y, k->n, k->c, k->hw, k->g, 1e-5);
+  naive_gn_act(k, y);
   for (int64_t i = 0; i < total; i++) acc += y[i] * k->r[i];
   free(y);
   return acc;
 }
 
 START_TEST(group_norm_matches_naive_and_finite_differences) {
-  gn_case k = {.n = 2, .c = 8, .hw = 12, .g = 4};
+  gn_case k = {.n = 2, .c = 8, .hw = 12, .g = 4, .silu = _i == 1}; /* plain, then fused with SiLU */
   int64_t total = k.n * k.c * k.hw;
   k.x = malloc(total * 4), k.r = malloc(total * 4), k.w = malloc(k.c * 4), k.b = malloc(k.c * 4);
   fill_uniform(k.x, total, 1), fill_uniform(k.r, total, 2), fill_uniform(k.w, k.c, 3), fill_uniform(k.b, k.c, 4);
   float *y = malloc(total * 4), *mean = malloc(k.n * k.g * 4), *rstd = malloc(k.n * k.g * 4), *fy = malloc(total * 4);
   double *ry = malloc(total * sizeof *ry);
-  md_group_norm_forward(k.x, k.w, k.b, y, mean, rstd, k.n, k.c, k.hw, k.g, 1e-5f);
-  naive_gn(k.x, k.w, k.b, ry, k.n, k.c, k.hw, k.g, 1e-5);
+  md_group_norm_forward(k.x, k.w, k.b, y, mean, rstd, k.n, k.c, k.hw, k.g, 1e-5f, k.silu);
+  naive_gn_act(&k, ry);
   for (int64_t i = 0; i < total; i++) fy[i] = (float)ry[i];
   ck_assert_close(y, fy, total, 1e-5, 1e-4);
   float *dx = calloc(total, 4), *dw = calloc(k.c, 4), *db = calloc(k.c, 4);
-  md_group_norm_backward(k.x, k.w, mean, rstd, k.r, dx, dw, db, k.n, k.c, k.hw, k.g);
+  ck_assert_int_eq(md_group_norm_backward(k.x, k.w, k.b, mean, rstd, k.r, dx, dw, db, k.n, k.c, k.hw, k.g, k.silu),
+                   MD_OK);
   ck_assert(grad_check(gn_loss, &k, k.x, dx, total, 1e-2f, 50) <= 1.0);
   ck_assert(grad_check(gn_loss, &k, k.w, dw, k.c, 1e-2f, 50) <= 1.0);
   ck_assert(grad_check(gn_loss, &k, k.b, db, k.c, 1e-2f, 50) <= 1.0);
@@ -197,7 +205,7 @@ Suite *make_suite(void) {
   Suite *s = suite_create("layers");
   TCase *tc = tcase_create("kernels");
   tcase_set_timeout(tc, 60);
-  tcase_add_test(tc, group_norm_matches_naive_and_finite_differences);
+  tcase_add_loop_test(tc, group_norm_matches_naive_and_finite_differences, 0, 2);
   tcase_add_test(tc, attention_matches_naive_and_finite_differences);
   tcase_add_test(tc, broadcast_binary_matches_naive);
   tcase_add_test(tc, reductions_match_naive);

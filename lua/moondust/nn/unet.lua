@@ -14,6 +14,12 @@ local function zeros_like_module(m)
   return m
 end
 
+-- GroupNorm then SiLU, fused into one C pass (same parameters as the two
+-- modules, so state_dict names do not change).
+local function norm_silu(norm, x)
+  return md.group_norm(x, norm.groups, norm.weight, norm.bias, norm.eps, "silu")
+end
+
 local function conv3(cin, cout, stride)
   return L.Conv2d(cin, cout, 3, { stride = stride or 1, padding = 1 })
 end
@@ -53,18 +59,18 @@ function U.ResBlock:init(channels, emb_channels, out_channels, opts)
 end
 
 function U.ResBlock:forward(x, emb)
-  local h = self.in_layers(x)
+  local inl, out = self.in_layers, self.out_layers
+  local h = inl:get(3)(norm_silu(inl:get(1), x))
   local e = self.emb_layers(emb)
   local n, c = e:size(1), self.out_channels
-  local out = self.out_layers
   if self.use_scale_shift_norm then
     local halves = e:reshape(n, 2, c):transpose(1, 2) -- [2, N, C]
     local scale, shift = halves[1]:reshape(n, c, 1, 1), halves[2]:reshape(n, c, 1, 1)
-    h = out:get(1)(h) * (scale + 1) + shift
-    for i = 2, out.n do h = out:get(i)(h) end
+    h = (out:get(1)(h) * (scale + 1) + shift):silu()
   else
-    h = out(h + e:reshape(n, c, 1, 1))
+    h = norm_silu(out:get(1), h + e:reshape(n, c, 1, 1))
   end
+  h = out:get(4)(out:get(3)(h)) -- dropout, zero-initialised conv
   return self.skip_connection(x) + h
 end
 
@@ -197,6 +203,9 @@ end
 
 -- x: N x C x H x W, t: N timesteps (0..T-1) or a number, y: N labels or a
 -- number or nil. Returns the model output (the predicted noise).
+-- GroupNorm -> SiLU -> conv, the two first fused
+local function out_layers(seq, h) return seq:get(3)(norm_silu(seq:get(1), h)) end
+
 function U.UNet:forward(x, t, y)
   local emb = embed(self, x, t, y)
   local hs, h = {}, x
@@ -208,7 +217,7 @@ function U.UNet:forward(x, t, y)
   for i = 0, self.output_blocks.n - 1 do
     h = self.output_blocks[tostring(i)](md.cat({ h, table.remove(hs) }, 2), emb)
   end
-  return self.out(h)
+  return out_layers(self.out, h)
 end
 
 U.GlobalAvgPool = Module:extend("GlobalAvgPool")
