@@ -8,6 +8,7 @@
 #include "../backend/dnnl_conv.h"
 
 #define PAR_MIN 32768
+#define MAX_STRIDE_PAD 65536
 
 /* ---- im2col + SGEMM ------------------------------------------------------------------
  * For one image, col[(c*k + i)*k + j][oy*wo + ox] = x[c][oy*s + i - p][ox*s + j - p]
@@ -129,13 +130,39 @@ int md_set_conv_backend(md_conv_backend b) {
 
 md_conv_backend md_get_conv_backend(void) { return backend; }
 
+/* An empty batch, no input channels or no output channels: no engine is
+ * needed (oneDNN rejects zero dims, GEMM's k = 0 corner is best avoided).
+ * The output is the bias alone, and only the bias has a gradient. */
+static bool is_empty(const md_conv_shape *s) { return s->n == 0 || s->c == 0 || s->o == 0; }
+
+static void empty_forward(const md_conv_shape *s, const float *b, float *y) {
+  int64_t hw = s->ho * s->wo;
+  for (int64_t i = 0; i < s->n * s->o; i++)
+    for (int64_t j = 0; j < hw; j++) y[i * hw + j] = b ? b[i % s->o] : 0.0f;
+}
+
+static void empty_backward(const md_conv_shape *s, const float *dy, float *db) {
+  int64_t hw = s->ho * s->wo;
+  if (db)
+    for (int64_t i = 0; i < s->n * s->o; i++)
+      for (int64_t j = 0; j < hw; j++) db[i % s->o] += dy[i * hw + j];
+}
+
 static int run_forward(const md_conv_shape *s, const float *x, const float *w, const float *b, float *y) {
+  if (is_empty(s)) {
+    empty_forward(s, b, y);
+    return MD_OK;
+  }
   if (backend == MD_CONV_DNNL) return md_dnnl_conv_forward(s, x, w, b, y);
   return md_conv2d_im2col_forward(s, x, w, b, y);
 }
 
 static int run_backward(const md_conv_shape *s, const float *x, const float *w, const float *dy, float *dx,
                         float *dw, float *db) {
+  if (is_empty(s)) {
+    empty_backward(s, dy, db);
+    return MD_OK;
+  }
   if (backend == MD_CONV_DNNL) return md_dnnl_conv_backward(s, x, w, dy, dx, dw, db);
   return md_conv2d_im2col_backward(s, x, w, dy, dx, dw, db);
 }
@@ -168,7 +195,13 @@ int md_conv2d(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias, int6
   if (bias && (bias->ndim != 1 || bias->shape[0] != w->shape[0]))
     return md_error("conv2d: bias must have %lld elements, got %s", (long long)w->shape[0],
                     md_shape_str(bias, sx, sizeof sx));
-  if (stride < 1 || pad < 0) return md_error("conv2d: stride must be >= 1 and padding >= 0");
+  /* the bounds keep the size arithmetic far from overflow; no useful
+   * convolution comes near them */
+  if (stride < 1 || stride > MAX_STRIDE_PAD)
+    return md_error("conv2d: stride must be in 1..%d, got %lld", MAX_STRIDE_PAD, (long long)stride);
+  if (pad < 0 || pad > MAX_STRIDE_PAD)
+    return md_error("conv2d: padding must be in 0..%d, got %lld", MAX_STRIDE_PAD, (long long)pad);
+  if (w->shape[2] < 1) return md_error("conv2d: kernel size must be at least 1, got %s", md_shape_str(w, sw, sizeof sw));
   md_conv_shape s = {.n = x->shape[0], .c = x->shape[1], .h = x->shape[2], .w = x->shape[3],
                      .o = w->shape[0], .k = w->shape[2], .stride = stride, .pad = pad};
   if (s.h + 2 * pad < s.k || s.w + 2 * pad < s.k)

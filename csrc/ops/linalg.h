@@ -3,6 +3,7 @@
 #define MD_LINALG_H
 
 #include "../tensor.h"
+#include "linear.h" /* md_linear lives in linear.c */
 
 /* a [..., m, k] @ b [..., k, n]: the operand with fewer batch dims repeats
  * over the other's leading ones (its batch dims must equal the other's
@@ -11,7 +12,5 @@
 int md_matmul(md_tensor **out, md_tensor *a, md_tensor *b);
 /* a [B, m, k] @ b [B, k, n] */
 int md_bmm(md_tensor **out, md_tensor *a, md_tensor *b);
-/* x [..., in] @ w[out, in]^T + bias[out] (bias may be NULL) */
-int md_linear(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias);
 
 #endif
