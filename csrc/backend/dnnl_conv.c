@@ -3,6 +3,7 @@
 #ifdef MD_HAVE_DNNL
 
 #include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,7 @@ typedef struct {
 typedef struct {
   md_conv_shape s;
   int kind;
+  int nthreads; /* oneDNN splits the work at creation for this many threads */
   dnnl_primitive_t prim;
   int nops;
   operand op[4];
@@ -169,8 +171,10 @@ static int build(pass *p) {
 }
 
 static pass *lookup(const md_conv_shape *s, int kind) {
+  int nthreads = omp_get_max_threads(); /* md.set_num_threads must reach cached primitives too */
   for (int i = 0; i < CACHE_SIZE; i++)
-    if (cache[i] && cache[i]->kind == kind && same_shape(&cache[i]->s, s)) return cache[i];
+    if (cache[i] && cache[i]->kind == kind && cache[i]->nthreads == nthreads && same_shape(&cache[i]->s, s))
+      return cache[i];
   if (init_engine() != MD_OK) return NULL;
   pass *p = calloc(1, sizeof *p);
   if (!p) {
@@ -179,6 +183,7 @@ static pass *lookup(const md_conv_shape *s, int kind) {
   }
   p->s = *s;
   p->kind = kind;
+  p->nthreads = nthreads;
   if (build(p) != MD_OK) {
     pass_free(p);
     return NULL;
