@@ -5,6 +5,7 @@
 
 #include "../alloc.h"
 #include "../autograd.h"
+#include "../backend/peak.h"
 #include "../backend/threads.h"
 #include "binding.h"
 
@@ -344,6 +345,12 @@ static int f_get_num_threads(lua_State *L) {
   return 1;
 }
 
+/* md.core.fma_peak([iters]) -> the measured fp32 FMA peak in GFLOP/s */
+static int f_fma_peak(lua_State *L) {
+  lua_pushnumber(L, md_fma_peak_gflops(luaL_optinteger(L, 1, 20000000)));
+  return 1;
+}
+
 /* md.time(): monotonic wall-clock seconds, for progress bars and benchmarks */
 static int f_time(lua_State *L) {
   struct timespec ts;
@@ -379,6 +386,7 @@ const luaL_Reg mdl_tensor_funcs[] = {
     {"get_num_threads", f_get_num_threads},
     {"memory", f_memory},
     {"time", f_time},
+    {"fma_peak", f_fma_peak},
     {NULL, NULL},
 };
 

@@ -53,9 +53,12 @@ local figures = {
   { name = "forward1", label = "forward, batch 1 (ms)", mc = 32, images = 1, flops = function(mc) return FWD[mc] end, repeats = 20, ms = true },
 }
 
-local peak = moondust("peak", 32, 3)
-local peak_gflops = peak and 2 * 2048 ^ 3 / median(peak.times) / 1e9 or 0 / 0
-print(("fp32 GEMM probe (2048^3, oneDNN): %.0f GFLOP/s on %d threads"):format(peak_gflops, threads))
+local gemm = moondust("peak", 32, 3)
+local gemm_gflops = gemm and 2 * 2048 ^ 3 / median(gemm.times) / 1e9 or 0 / 0
+local fma = moondust("fma", 32, 3)
+local peak_gflops = fma and median(fma.times) or 0 / 0
+print(("fp32 FMA peak probe: %.0f GFLOP/s; GEMM probe (2048^3, oneDNN): %.0f GFLOP/s; %d threads"):format(
+  peak_gflops, gemm_gflops, threads))
 
 local results = {}
 for _, f in ipairs(figures) do
@@ -103,6 +106,7 @@ print(params)
 print("ratio: moondust over PyTorch's faster mode (higher is better; for ms, PyTorch time / moondust time)")
 os.execute("mkdir -p out")
 local f = io.open("out/bench.json", "w")
-f:write(json.encode { threads = threads, peak_gflops = peak_gflops, rounds = rounds, results = results })
+f:write(json.encode { threads = threads, peak_gflops = peak_gflops, gemm_gflops = gemm_gflops, rounds = rounds,
+                      results = results })
 f:close()
 print("wrote out/bench.json")

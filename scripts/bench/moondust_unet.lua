@@ -54,8 +54,12 @@ elseif figure == "forward1" then
   model:eval()
   local x, t, y = md.randn { 1, 1, 28, 28 }, md.tensor { 500 }, md.tensor { 3 }
   timed(function() md.no_grad(function() return model(x, t, y) end) end)
+elseif figure == "fma" then
+  -- the machine's fp32 FMA peak: chains of independent vector FMAs on every thread
+  md.core.fma_peak() -- warm-up (clocks, thread pool)
+  for i = 1, repeats do times[i] = md.core.fma_peak() end
 elseif figure == "peak" then
-  -- the machine's fp32 peak, probed with a large GEMM (oneDNN, AVX-512)
+  -- what a large GEMM reaches (oneDNN's SGEMM)
   local n = 2048
   local a, b = md.randn { n, n }, md.randn { n, n }
   timed(function() md.no_grad(function() for _ = 1, 5 do md.matmul(a, b) end end) end)
