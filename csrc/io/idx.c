@@ -1,66 +1,79 @@
-/* IDX files: a 4-byte magic (0, 0, type, ndim), ndim big-endian 32-bit
- * sizes, then the data. Only unsigned bytes (type 0x08) are used by the
- * data sets moondust reads. gzread reads plain files too. */
+/* IDX reader. gzread reads plain files as they are, so both the .gz files
+ * Debian ships and unpacked copies work. */
+#include "idx.h"
+
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <zlib.h>
 
-#include "image_io.h"
-
-static int read_exact(gzFile f, void *buf, int64_t n, int64_t *got) {
+/* Reads up to n bytes; *got says how many arrived. A corrupt gzip stream
+ * sets *why to zlib's message. */
+static void read_upto(gzFile f, void *buf, int64_t n, int64_t *got, const char **why) {
   int64_t done = 0;
+  *why = NULL;
   while (done < n) {
     unsigned chunk = (unsigned)((n - done) > (1 << 30) ? (1 << 30) : (n - done));
     int r = gzread(f, (char *)buf + done, chunk);
-    if (r <= 0) break;
+    if (r <= 0) {
+      int err;
+      const char *msg = gzerror(f, &err);
+      if (r < 0 || err != Z_OK) *why = msg;
+      break;
+    }
     done += r;
   }
   *got = done;
-  return done == n ? MD_OK : MD_ERR;
 }
 
 int md_idx_read(md_tensor **out, const char *path) {
   gzFile f = gzopen(path, "rb");
-  if (!f) return md_error("idx: cannot open %s", path);
-  unsigned char magic[4];
+  if (!f) return md_error("idx: cannot open %s: %s", path, errno ? strerror(errno) : "out of memory");
+  unsigned char head[4 + 4 * 4], *buf = NULL;
   int64_t got;
+  const char *why;
   int rc = MD_OK;
-  md_tensor *t = NULL;
-  unsigned char *buf = NULL;
-  if (read_exact(f, magic, 4, &got) != MD_OK) {
-    rc = md_error("idx: %s is truncated: no header", path);
+  read_upto(f, head, 4, &got, &why);
+  if (got != 4) {
+    rc = md_error("idx: %s is truncated: expected a 4-byte magic, got %lld bytes%s%s", path, (long long)got,
+                  why ? "; zlib: " : "", why ? why : "");
     goto done;
   }
-  if (magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 || magic[3] < 1 || magic[3] > 4) {
-    rc = md_error("idx: %s is not an IDX file of unsigned bytes (magic %02x %02x %02x %02x)", path, magic[0],
-                  magic[1], magic[2], magic[3]);
+  if (head[0] != 0 || head[1] != 0 || head[2] != 0x08 || head[3] < 1 || head[3] > 4) {
+    rc = md_error("idx: %s is not an IDX file of unsigned bytes with 1 to 4 dimensions (magic %02x %02x %02x %02x)",
+                  path, head[0], head[1], head[2], head[3]);
     goto done;
   }
-  int nd = magic[3];
+  int nd = head[3];
+  read_upto(f, head + 4, 4 * nd, &got, &why);
+  if (got != 4 * nd) {
+    rc = md_error("idx: %s is truncated: expected %d bytes of sizes, got %lld", path, 4 * nd, (long long)got);
+    goto done;
+  }
   int64_t shape[4], total = 1;
   for (int i = 0; i < nd; i++) {
-    unsigned char b[4];
-    if (read_exact(f, b, 4, &got) != MD_OK) {
-      rc = md_error("idx: %s is truncated in its header", path);
-      goto done;
-    }
-    shape[i] = ((int64_t)b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3];
-    if (shape[i] < 1 || shape[i] > (1 << 24) || total > (INT64_C(1) << 32) / shape[i]) {
+    const unsigned char *b = head + 4 + 4 * i;
+    shape[i] = ((int64_t)b[0] << 24) | ((int64_t)b[1] << 16) | ((int64_t)b[2] << 8) | b[3];
+    /* at most 4 GiB of data: a forged header must not ask for more */
+    if (shape[i] < 1 || total > (INT64_C(1) << 32) / shape[i]) {
       rc = md_error("idx: %s has an implausible size %lld in dimension %d", path, (long long)shape[i], i + 1);
       goto done;
     }
     total *= shape[i];
   }
+  const char *what = nd == 1 ? "labels" : "images";
   buf = malloc((size_t)total);
   if (!buf) {
-    rc = md_error("idx: out of memory reading %s", path);
+    rc = md_error("idx: out of memory for %lld bytes of %s from %s", (long long)total, what, path);
     goto done;
   }
-  if (read_exact(f, buf, total, &got) != MD_OK) {
-    rc = md_error("idx: %s is truncated: expected %lld bytes of data, got %lld", path, (long long)total,
-                  (long long)got);
+  read_upto(f, buf, total, &got, &why);
+  if (got != total) {
+    rc = md_error("idx: %s is truncated: expected %lld bytes of %s, got %lld%s%s", path, (long long)total, what,
+                  (long long)got, why ? "; zlib: " : "", why ? why : "");
     goto done;
   }
-  t = md_tensor_new(nd, shape);
+  md_tensor *t = md_tensor_new(nd, shape);
   if (!t) {
     rc = MD_ERR;
     goto done;

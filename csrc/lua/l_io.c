@@ -1,8 +1,7 @@
-/* Binding for images, IDX files and raw tensor bytes (for safetensors,
- * whose JSON header lives in lua/moondust/checkpoint.lua). */
-#include <string.h>
-
-#include "../io/image_io.h"
+/* Binding for images, IDX files and safetensors files. */
+#include "../io/idx.h"
+#include "../io/png.h"
+#include "../io/safetensors.h"
 #include "binding.h"
 
 /* core.png_read(path [, channels = 1]) -> C x H x W in [-1, 1] */
@@ -19,7 +18,7 @@ static int f_png_write(lua_State *L) {
   return 0;
 }
 
-/* core.make_grid(batch, nrow, padding, pad_value) */
+/* core.make_grid(batch [, nrow = 8 [, padding = 2 [, pad_value = -1]]]) */
 static int f_make_grid(lua_State *L) {
   md_tensor *g = NULL;
   int rc = md_make_grid(&g, mdl_check(L, 1), luaL_optinteger(L, 2, 8), luaL_optinteger(L, 3, 2),
@@ -36,36 +35,80 @@ static int f_idx_read(lua_State *L) {
   return mdl_push(L, t);
 }
 
-/* t:bytes() -> the little-endian float32 data as a Lua string */
-static int t_bytes(lua_State *L) {
-  md_tensor *t = mdl_check(L, 1);
-  lua_pushlstring(L, (const char *)md_data(t), (size_t)t->numel * sizeof(float));
-  return 1;
+/* The string keys of the table at idx and their values (tensors, or strings
+ * when want_tensor is 0), in arrays that Lua's GC owns; returns the count. */
+static int table_pairs(lua_State *L, int idx, int want_tensor, const char ***keys, const void ***vals) {
+  int n = 0;
+  for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1)) n++;
+  *keys = lua_newuserdatauv(L, sizeof **keys * (size_t)(n + 1), 0);
+  *vals = lua_newuserdatauv(L, sizeof **vals * (size_t)(n + 1), 0);
+  int i = 0;
+  for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1), i++) {
+    if (lua_type(L, -2) != LUA_TSTRING)
+      luaL_error(L, "safetensors_write: %s names must be strings, got a %s", want_tensor ? "tensor" : "metadata",
+                 luaL_typename(L, -2));
+    const char *key = lua_tostring(L, -2); /* kept alive by the table */
+    if (want_tensor) {
+      if (!mdl_is(L, -1)) luaL_error(L, "safetensors_write: '%s' is a %s, not a tensor", key, luaL_typename(L, -1));
+      (*vals)[i] = mdl_check(L, lua_gettop(L));
+    } else {
+      if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "safetensors_write: metadata '%s' is a %s, not a string", key, luaL_typename(L, -1));
+      (*vals)[i] = lua_tostring(L, -1);
+    }
+    (*keys)[i] = key;
+  }
+  return n;
 }
 
-/* core.from_bytes(s, first, shape): a tensor from bytes first..first+4n-1
- * (1-based) of s */
-static int f_from_bytes(lua_State *L) {
-  size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
-  lua_Integer first = luaL_checkinteger(L, 2);
-  int64_t shape[MD_MAX_DIMS];
-  int nd = mdl_shape(L, 3, shape);
-  int64_t n = md_shape_numel(nd, shape);
-  if (first < 1 || (int64_t)len - (first - 1) < n * 4)
-    luaL_error(L, "from_bytes: %d floats from byte %d do not fit in %d bytes", (int)n, (int)first, (int)len);
-  md_tensor *t = md_tensor_new(nd, shape);
-  if (!t) luaL_error(L, "%s", md_errmsg());
-  memcpy(md_data(t), s + first - 1, (size_t)n * sizeof(float));
-  return mdl_push(L, t);
+/* core.safetensors_write(path, {name = tensor, ...} [, {key = "value", ...}]) */
+static int f_safetensors_write(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  if (lua_isnoneornil(L, 3)) {
+    lua_settop(L, 2);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  const char **names, **mkeys;
+  const void **tensors, **mvals;
+  int n = table_pairs(L, 2, 1, &names, &tensors);
+  int nmeta = table_pairs(L, 3, 0, &mkeys, &mvals);
+  mdl_check_rc(L, md_safetensors_write(path, n, names, (md_tensor *const *)tensors, nmeta, mkeys,
+                                       (const char *const *)mvals));
+  return 0;
+}
+
+/* core.safetensors_read(path) -> {name = tensor, ...}, {key = "value", ...} */
+static int f_safetensors_read(lua_State *L) {
+  md_safetensors *st = NULL;
+  mdl_check_rc(L, md_safetensors_read(&st, luaL_checkstring(L, 1)));
+  lua_createtable(L, 0, st->n);
+  for (int i = 0; i < st->n; i++) {
+    mdl_push(L, st->tensors[i]);
+    st->tensors[i] = NULL; /* the Lua value owns it now */
+    lua_setfield(L, -2, st->names[i]);
+  }
+  lua_createtable(L, 0, st->nmeta);
+  for (int i = 0; i < st->nmeta; i++) {
+    lua_pushstring(L, st->meta_values[i]);
+    lua_setfield(L, -2, st->meta_keys[i]);
+  }
+  md_safetensors_free(st);
+  return 2;
 }
 
 const luaL_Reg mdl_io_funcs[] = {
-    {"png_read", f_png_read},   {"png_write", f_png_write},   {"make_grid", f_make_grid},
-    {"idx_read", f_idx_read},   {"from_bytes", f_from_bytes}, {NULL, NULL},
+    {"png_read", f_png_read},
+    {"png_write", f_png_write},
+    {"make_grid", f_make_grid},
+    {"idx_read", f_idx_read},
+    {"safetensors_write", f_safetensors_write},
+    {"safetensors_read", f_safetensors_read},
+    {NULL, NULL},
 };
 
 const luaL_Reg mdl_io_methods[] = {
-    {"bytes", t_bytes},
     {NULL, NULL},
 };

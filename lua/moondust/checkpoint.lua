@@ -55,71 +55,21 @@ local function decode_meta(meta)
   return out
 end
 
+-- Writes "<path>.tmp" and renames it (in C): a crash never leaves a broken file.
 function checkpoint.save(path, obj, meta)
-  assert(type(path) == "string", "save: expected a path")
+  if type(path) ~= "string" then error("save: expected a path, got a " .. type(path), 2) end
   local tensors = flatten(obj)
-  local names = {}
-  for name in pairs(tensors) do names[#names + 1] = name end
-  table.sort(names)
-  local header, chunks, offset = { __metadata__ = encode_meta(meta) }, {}, 0
-  for i, name in ipairs(names) do
-    local t = tensors[name]:detach()
-    local bytes = t:bytes()
-    header[name] = { dtype = "F32", shape = t:shape(), data_offsets = { offset, offset + #bytes } }
-    chunks[i] = bytes
-    offset = offset + #bytes
-  end
-  local text = json.encode(header)
-  text = text .. string.rep(" ", (8 - #text % 8) % 8) -- align the data to 8 bytes
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "wb")
-  if not f then error("save: cannot write " .. tmp .. ": " .. tostring(err), 2) end
-  local ok, werr = f:write(string.pack("<I8", #text), text, table.concat(chunks))
-  local closed, cerr = f:close()
-  if not ok or not closed then
-    os.remove(tmp)
-    error("save: writing " .. path .. " failed: " .. tostring(werr or cerr), 2)
-  end
-  local renamed, rerr = os.rename(tmp, path)
-  if not renamed then error("save: cannot rename " .. tmp .. " to " .. path .. ": " .. tostring(rerr), 2) end
+  for name, t in pairs(tensors) do tensors[name] = t:detach() end
+  local ok, err = pcall(md.core.safetensors_write, path, tensors, encode_meta(meta))
+  if not ok then error("save: " .. tostring(err), 2) end
   return path
 end
 
 -- -> tensors (name -> tensor), meta (decoded)
 function checkpoint.read(path)
-  local f, err = io.open(path, "rb")
-  if not f then error("load: cannot open " .. path .. ": " .. tostring(err), 2) end
-  local data = f:read("a")
-  f:close()
-  local function corrupt(why) error(("load: %s is not a valid safetensors file: %s"):format(path, why), 3) end
-  if #data < 8 then corrupt("shorter than its 8-byte header length") end
-  local n = string.unpack("<I8", data)
-  if n < 2 or n > #data - 8 then corrupt(("header length %d does not fit in %d bytes"):format(n, #data)) end
-  local ok, header = pcall(json.decode, data:sub(9, 8 + n))
-  if not ok then corrupt("header is not JSON (" .. tostring(header) .. ")") end
-  if type(header) ~= "table" then corrupt("header is not a JSON object") end
-  local base, size = 8 + n, #data - 8 - n
-  local tensors = {}
-  for name, e in pairs(header) do
-    if name ~= "__metadata__" then
-      if type(e) ~= "table" or type(e.shape) ~= "table" or type(e.data_offsets) ~= "table" then
-        corrupt("entry '" .. name .. "' lacks shape or data_offsets")
-      end
-      if e.dtype ~= "F32" then corrupt("entry '" .. name .. "' has dtype " .. tostring(e.dtype) .. "; moondust reads F32") end
-      local numel = 1
-      for _, d in ipairs(e.shape) do
-        if math.type(d) ~= "integer" or d < 0 then corrupt("entry '" .. name .. "' has a bad shape") end
-        numel = numel * d
-      end
-      local b, en = e.data_offsets[1], e.data_offsets[2]
-      if math.type(b) ~= "integer" or math.type(en) ~= "integer" or b < 0 or en - b ~= 4 * numel or en > size then
-        corrupt(("entry '%s' has offsets [%s, %s] for %d floats in %d data bytes (truncated?)"):format(
-          name, tostring(b), tostring(en), numel, size))
-      end
-      tensors[name] = md.core.from_bytes(data, base + b + 1, e.shape)
-    end
-  end
-  return tensors, decode_meta(header.__metadata__)
+  local ok, tensors, meta = pcall(md.core.safetensors_read, path)
+  if not ok then error("load: " .. tostring(tensors), 2) end
+  return tensors, decode_meta(meta)
 end
 
 -- Tensors whose names start with prefix, with the prefix removed.

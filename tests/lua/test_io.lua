@@ -32,7 +32,7 @@ T.test("a truncated IDX file gives a clear error; missing files name the package
   os.execute("mkdir -p " .. path("fm"))
   write(path("fm/train-images-idx3-ubyte.gz"), header .. string.rep("\0", 100))
   write(path("fm/train-labels-idx1-ubyte.gz"), string.pack(">I4I4", 0x00000801, 10) .. string.rep("\1", 10))
-  T.errors(function() md.data.fashion_mnist { root = path("fm") } end, "truncated: expected 7840 bytes of data, got 100")
+  T.errors(function() md.data.fashion_mnist { root = path("fm") } end, "truncated: expected 7840 bytes of images, got 100")
   T.errors(function() md.data.fashion_mnist { root = path("nowhere") } end, "dataset-fashion-mnist")
 end)
 
