@@ -26,6 +26,18 @@ T.test("a malformed PNG gives a clear error", function()
   T.errors(function() md.image.load(path("cut.png")) end, "cut.png")
 end)
 
+T.test("image shapes are checked with clear errors", function()
+  T.errors(function() md.image.save(md.zeros { 2, 4, 4 }, path("two.png")) end, "C = 1 or 3, got [2, 4, 4]")
+  T.errors(function() md.image.save(md.zeros { 2, 1, 4, 4 }, path("batch.png")) end, "C x H x W")
+  T.errors(function() md.image.save_grid(md.zeros { 1, 4, 4 }, path("g.png")) end, "N x C x H x W")
+  T.errors(function() md.image.load(path("a.png"), { channels = 2 }) end, "channels must be 1 or 3")
+  -- a 1 x C x H x W image saves as C x H x W; gray loads as RGB by replication
+  md.image.save(md.full({ 1, 1, 3, 2 }, 0.2), path("one.png"))
+  local rgb = md.image.load(path("one.png"), { channels = 3 })
+  T.eq(table.concat(rgb:shape(), "x"), "3x3x2")
+  T.near(rgb, md.full({ 3, 3, 2 }, 0.2), 1 / 255)
+end)
+
 T.test("a truncated IDX file gives a clear error; missing files name the package", function()
   -- a gzip-free IDX file (gzread reads plain files too), cut short
   local header = string.pack(">I4I4I4I4", 0x00000803, 10, 28, 28)
@@ -108,6 +120,11 @@ T.test("checkpoints: round trip, metadata, corrupt and truncated files", functio
   write(path("tiny.safetensors"), "abc")
   T.errors(function() md.load(path("tiny.safetensors")) end, "not a valid safetensors file")
   T.errors(function() md.load(path("absent.safetensors")) end, "cannot open")
+  -- offsets that do not match the shape, and entries that are not tensors
+  local hdr = '{"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,12]}}'
+  write(path("offs.safetensors"), string.pack("<I8", #hdr) .. hdr .. string.rep("\0", 12))
+  T.errors(function() md.load(path("offs.safetensors")) end, "data_offsets [0, 12] for 4 floats")
+  T.errors(function() md.save(path("bad.safetensors"), { w = 3 }) end, "is a number, not a tensor")
 end)
 
 T.test("a U-Net checkpoint loads back as a model with identical outputs", function()
