@@ -33,6 +33,12 @@ static void on_warning(png_structp p, png_const_charp msg) {
   (void)msg;
 }
 
+/* Like libpng's default reader, but a short read says what happened. */
+static void read_file(png_structp p, png_bytep data, size_t n) {
+  FILE *f = png_get_io_ptr(p);
+  if (fread(data, 1, n, f) != n) png_error(p, ferror(f) ? "read error" : "unexpected end of file (truncated)");
+}
+
 unsigned char md_png_to_byte(float v) {
   float b = (v + 1.0f) * 127.5f;
   b = isnan(b) ? 0.0f : fminf(fmaxf(b, 0.0f), 255.0f);
@@ -76,7 +82,7 @@ int md_png_read(md_tensor **out, const char *path, int channels) {
     rc = md_error("png: %s is corrupt or truncated: %s", path, fail.msg);
     goto done;
   }
-  png_init_io(p, file);
+  png_set_read_fn(p, file, read_file);
   png_set_sig_bytes(p, 8);
   png_set_user_limits(p, MD_PNG_MAX_SIDE, MD_PNG_MAX_SIDE);
   png_read_info(p, info);

@@ -177,6 +177,7 @@ START_TEST(malformed_png_is_an_error) {
     write_bytes(path_in("cut.png"), buf, cut);
     ck_assert_int_eq(md_png_read(&back, path_in("cut.png"), 3), MD_ERR);
     ck_assert_ptr_nonnull(strstr(md_errmsg(), "cut.png"));
+    ck_assert_ptr_nonnull(strstr(md_errmsg(), cut < 8 ? "not a PNG file" : "truncated"));
   }
   for (size_t i = 8; i < n; i++) { /* flipped bytes: an error or an image, never a crash */
     memcpy(copy, buf, n);
