@@ -1,6 +1,7 @@
 #include "autograd.h"
 
 #include "alloc.h"
+#include "profile.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -249,7 +250,11 @@ static int sweep(md_tensor *root, const md_tensor *grad_root, int ntargets,
         if (in->grad) din[i] = md_data(in->grad);
       }
     }
-    if (rc == MD_OK) rc = n->backward(n, n->grad_buf, din);
+    if (rc == MD_OK) {
+      double t0 = md_profile_enabled() ? md_profile_now() : 0, b0 = md_profile_booked();
+      rc = n->backward(n, n->grad_buf, din);
+      if (md_profile_enabled()) md_profile_add(n->op, true, md_profile_now() - t0 - (md_profile_booked() - b0));
+    }
     md_free_floats(n->grad_buf, n->out_numel);
     n->grad_buf = NULL;
     if (!retain_graph) node_free_saved(n);

@@ -1,15 +1,23 @@
-/* Convolution through oneDNN's blocked direct kernels (AVX-512 here): the
- * forward pass and both backward passes, on plain NCHW buffers. Primitives
- * are created once per shape and cached; layouts oneDNN prefers are
- * reached by reorders at the edges. Backward passes accumulate (+=). */
+/* Convolution through oneDNN's blocked kernels (AVX-512 here): the forward
+ * pass and both backward passes, on plain NCHW buffers. Primitives are
+ * created once per shape and cached; layouts oneDNN prefers are reached by
+ * reorders at the edges. Backward passes accumulate (+=). With winograd,
+ * 3x3 stride-1 layers with 16-channel multiples and enough positions use
+ * Winograd F(4x4, 3x3); everything else uses the direct kernels. */
 #ifndef MD_DNNL_CONV_H
 #define MD_DNNL_CONV_H
 
 #include "../ops/conv.h"
 
-int md_dnnl_conv_forward(const md_conv_shape *s, const float *x, const float *w, const float *b, float *y);
-int md_dnnl_conv_backward(const md_conv_shape *s, const float *x, const float *w, const float *dy, float *dx,
-                          float *dw, float *db);
+#include <stdbool.h>
+
+int md_dnnl_conv_forward(const md_conv_shape *s, bool winograd, const float *x, const float *w, const float *b,
+                         float *y);
+int md_dnnl_conv_backward(const md_conv_shape *s, bool winograd, const float *x, const float *w, const float *dy,
+                          float *dx, float *dw, float *db);
+/* oneDNN's name for the forward kernel it picked for this shape (for tests
+ * and benchmarks), or NULL without oneDNN. */
+const char *md_dnnl_conv_impl(const md_conv_shape *s, bool winograd);
 /* Frees every cached primitive. */
 void md_dnnl_conv_clear_cache(void);
 

@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-/* GFLOP/s of `iters` rounds of 12 independent vector FMAs per thread, on all
+/* GFLOP/s of `iters` rounds of 16 independent vector FMAs per thread, on all
  * of moondust's threads (the widest FMA the build targets). */
 double md_fma_peak_gflops(int64_t iters);
 

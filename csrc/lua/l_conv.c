@@ -12,9 +12,10 @@ static int f_conv2d(lua_State *L) {
   return mdl_push(L, y);
 }
 
-static const char *const backend_names[] = {"im2col", "dnnl", NULL};
+static const char *const backend_names[] = {"im2col", "dnnl", "dnnl_direct", NULL};
 
-/* md.set_conv_backend("dnnl" | "im2col") */
+/* md.set_conv_backend("dnnl" | "dnnl_direct" | "im2col"): "dnnl" uses
+ * Winograd for the 3x3 layers where it pays, "dnnl_direct" never */
 static int f_set_conv_backend(lua_State *L) {
   mdl_check_rc(L, md_set_conv_backend((md_conv_backend)luaL_checkoption(L, 1, NULL, backend_names)));
   return 0;

@@ -9,14 +9,14 @@ static int push(lua_State *L, int rc, md_tensor *y) {
   return mdl_push(L, y);
 }
 
-/* md.group_norm(x, groups [, weight [, bias [, eps = 1e-5 [, "silu"]]]]):
- * with "silu", silu(group_norm(x)) fused */
+/* md.group_norm(x, groups [, weight [, bias [, eps = 1e-5 [, "silu" [, shift]]]]]):
+ * with "silu", silu(group_norm(x)) fused; shift [N, C] is added to x first */
 static int f_group_norm(lua_State *L) {
   static const char *const acts[] = {"none", "silu", NULL};
   md_tensor *y = NULL;
   int act = luaL_checkoption(L, 6, "none", acts);
   int rc = md_group_norm(&y, mdl_check(L, 1), luaL_checkinteger(L, 2), mdl_opt(L, 3), mdl_opt(L, 4),
-                         (float)luaL_optnumber(L, 5, 1e-5), act == 1);
+                         (float)luaL_optnumber(L, 5, 1e-5), act == 1, mdl_opt(L, 7));
   return push(L, rc, y);
 }
 

@@ -7,6 +7,7 @@
 #include "../autograd.h"
 #include "../backend/peak.h"
 #include "../backend/threads.h"
+#include "../profile.h"
 #include "binding.h"
 
 typedef struct {
@@ -26,7 +27,9 @@ static void account(lua_State *L) {
   int64_t since = md_mem_allocated_total() - total_at_last_gc;
   int64_t limit = live_after_last_gc / 4 > (INT64_C(64) << 20) ? live_after_last_gc / 4 : (INT64_C(64) << 20);
   if (since > limit) {
+    double t0 = md_profile_enabled() ? md_profile_now() : 0;
     lua_gc(L, LUA_GCCOLLECT);
+    if (md_profile_enabled()) md_profile_add("(lua gc)", false, md_profile_now() - t0);
     total_at_last_gc = md_mem_allocated_total();
     live_after_last_gc = md_mem_live_bytes();
   }

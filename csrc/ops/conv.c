@@ -122,7 +122,8 @@ static md_conv_backend backend = MD_CONV_IM2COL;
 
 int md_set_conv_backend(md_conv_backend b) {
 #ifndef MD_HAVE_DNNL
-  if (b == MD_CONV_DNNL) return md_error("conv backend: this build has no oneDNN (install libdnnl-dev and rebuild)");
+  if (b != MD_CONV_IM2COL)
+    return md_error("conv backend: this build has no oneDNN (install libdnnl-dev and rebuild)");
 #endif
   backend = b;
   return MD_OK;
@@ -153,7 +154,7 @@ static int run_forward(const md_conv_shape *s, const float *x, const float *w, c
     empty_forward(s, b, y);
     return MD_OK;
   }
-  if (backend == MD_CONV_DNNL) return md_dnnl_conv_forward(s, x, w, b, y);
+  if (backend != MD_CONV_IM2COL) return md_dnnl_conv_forward(s, backend == MD_CONV_DNNL, x, w, b, y);
   return md_conv2d_im2col_forward(s, x, w, b, y);
 }
 
@@ -163,7 +164,7 @@ static int run_backward(const md_conv_shape *s, const float *x, const float *w, 
     empty_backward(s, dy, db);
     return MD_OK;
   }
-  if (backend == MD_CONV_DNNL) return md_dnnl_conv_backward(s, x, w, dy, dx, dw, db);
+  if (backend != MD_CONV_IM2COL) return md_dnnl_conv_backward(s, backend == MD_CONV_DNNL, x, w, dy, dx, dw, db);
   return md_conv2d_im2col_backward(s, x, w, dy, dx, dw, db);
 }
 

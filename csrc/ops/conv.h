@@ -14,7 +14,9 @@ typedef struct md_conv_shape {
   int64_t ho, wo;       /* output */
 } md_conv_shape;
 
-typedef enum { MD_CONV_IM2COL, MD_CONV_DNNL } md_conv_backend;
+/* MD_CONV_DNNL uses Winograd where it pays (see backend/dnnl_conv.h),
+ * MD_CONV_DNNL_DIRECT never does. */
+typedef enum { MD_CONV_IM2COL, MD_CONV_DNNL, MD_CONV_DNNL_DIRECT } md_conv_backend;
 
 int md_conv2d(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias, int64_t stride, int64_t pad);
 

@@ -8,11 +8,13 @@
 #include "../tensor.h"
 
 /* x [N, C, *]; weight and bias [C] or NULL. PyTorch semantics: biased
- * variance, eps inside the square root. With silu, the output is
- * silu(group_norm(x)) in one pass (the U-Net's norm-then-activate), and
- * the normalised values are recomputed in backward instead of stored. */
+ * variance, eps inside the square root. shift [N, C] or NULL is added to
+ * x first: group_norm(x + shift[:, :, None, None]), the ResBlock's
+ * embedding add. With silu, the output is silu(group_norm(...)), the
+ * U-Net's norm-then-activate. One pass each way; the normalised values are
+ * recomputed in backward instead of stored. */
 int md_group_norm(md_tensor **out, md_tensor *x, int64_t groups, md_tensor *weight, md_tensor *bias, float eps,
-                  bool silu);
+                  bool silu, md_tensor *shift);
 
 /* softmax / log_softmax along dim (0-based) */
 int md_softmax(md_tensor **out, md_tensor *x, int dim, bool log);
@@ -30,11 +32,15 @@ int md_upsample_nearest(md_tensor **out, md_tensor *x, int64_t scale);
 int md_avg_pool2d(md_tensor **out, md_tensor *x, int64_t k, int64_t stride);
 
 /* Raw kernels, exposed for the tests. */
-void md_group_norm_forward(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd,
-                           int64_t n, int64_t c, int64_t hw, int64_t groups, float eps, bool silu);
-int md_group_norm_backward(const float *x, const float *w, const float *b, const float *mean, const float *rstd,
-                           const float *dy, float *dx, float *dw, float *db, int64_t n, int64_t c, int64_t hw,
-                           int64_t groups, bool silu);
+/* x, y [n, c, hw]; shift [n, c], w, b [c] may be NULL; mean, rstd [n, groups]
+ * are written forward and read backward. Backward accumulates into the
+ * gradients that are not NULL. */
+void md_group_norm_forward(const float *x, const float *shift, const float *w, const float *b, float *y,
+                           float *mean, float *rstd, int64_t n, int64_t c, int64_t hw, int64_t groups, float eps,
+                           bool silu);
+int md_group_norm_backward(const float *x, const float *shift, const float *w, const float *b, const float *mean,
+                           const float *rstd, const float *dy, float *dx, float *dshift, float *dw, float *db,
+                           int64_t n, int64_t c, int64_t hw, int64_t groups, bool silu);
 void md_attention_forward(const float *qkv, float *out, float *probs, int64_t n, int64_t heads, int64_t d, int64_t l);
 void md_attention_backward(const float *qkv, const float *probs, const float *dout, float *dqkv, int64_t n,
                            int64_t heads, int64_t d, int64_t l);

@@ -52,6 +52,7 @@ setmetatable(md, {
 function md.save(...) return require("moondust.checkpoint").save(...) end
 function md.load(...) return require("moondust.checkpoint").load(...) end
 function md.sample(...) return require("moondust.sampler").sample(...) end
+function md.profile(...) return require("moondust.profile")(...) end
 
 package.loaded.moondust = md
 require "moondust.tensor" -- Lua-side tensor methods and creation helpers

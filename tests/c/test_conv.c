@@ -90,7 +90,7 @@ END_TEST
 
 /* Runs both engines with the given subset of gradients requested (each
  * starting from the same non-zero values, since both accumulate). */
-static void compare_engines(md_conv_shape s, bool want_dx, bool want_dw, bool want_db, bool bias) {
+static void compare_engines_with(md_conv_shape s, bool winograd, bool want_dx, bool want_dw, bool want_db, bool bias) {
   int64_t nx = s.n * s.c * s.h * s.w, nw = s.o * s.c * s.k * s.k, ny = s.n * s.o * s.ho * s.wo;
   float *x = malloc(nx * sizeof *x), *w = malloc(nw * sizeof *w), *b = malloc(s.o * sizeof *b);
   float *dy = malloc(ny * sizeof *dy), *y[2], *dx[2], *dw[2], *db[2];
@@ -101,12 +101,12 @@ static void compare_engines(md_conv_shape s, bool want_dx, bool want_dw, bool wa
     fill_uniform(dx[e], nx, 31), fill_uniform(dw[e], nw, 32), fill_uniform(db[e], s.o, 33);
   }
   ck_assert_int_eq(md_conv2d_im2col_forward(&s, x, w, bias ? b : NULL, y[0]), MD_OK);
-  ck_assert_int_eq(md_dnnl_conv_forward(&s, x, w, bias ? b : NULL, y[1]), MD_OK);
+  ck_assert_int_eq(md_dnnl_conv_forward(&s, winograd, x, w, bias ? b : NULL, y[1]), MD_OK);
   ck_assert_close(y[1], y[0], ny, 1e-4, 1e-4);
   ck_assert_int_eq(md_conv2d_im2col_backward(&s, x, w, dy, want_dx ? dx[0] : NULL, want_dw ? dw[0] : NULL,
                                              want_db ? db[0] : NULL),
                    MD_OK);
-  ck_assert_int_eq(md_dnnl_conv_backward(&s, x, w, dy, want_dx ? dx[1] : NULL, want_dw ? dw[1] : NULL,
+  ck_assert_int_eq(md_dnnl_conv_backward(&s, winograd, x, w, dy, want_dx ? dx[1] : NULL, want_dw ? dw[1] : NULL,
                                          want_db ? db[1] : NULL),
                    MD_OK);
   /* untouched buffers stay equal to their (equal) starting values */
@@ -117,6 +117,12 @@ static void compare_engines(md_conv_shape s, bool want_dx, bool want_dw, bool wa
   free(x), free(w), free(b), free(dy);
 }
 
+/* both oneDNN algorithms against im2col */
+static void compare_engines(md_conv_shape s, bool want_dx, bool want_dw, bool want_db, bool bias) {
+  compare_engines_with(s, false, want_dx, want_dw, want_db, bias);
+  compare_engines_with(s, true, want_dx, want_dw, want_db, bias);
+}
+
 START_TEST(dnnl_matches_im2col_at_unet_widths) {
   compare_engines(conv_shape(4, 32, 28, 28, 32, 3, 1, 1), true, true, true, true);
   compare_engines(conv_shape(4, 32, 28, 28, 32, 3, 2, 1), true, true, true, true); /* 28 -> 14 */
@@ -124,6 +130,24 @@ START_TEST(dnnl_matches_im2col_at_unet_widths) {
   compare_engines(conv_shape(4, 64, 7, 7, 64, 3, 1, 1), true, true, true, true);
   compare_engines(conv_shape(4, 64, 7, 7, 192, 1, 1, 0), true, true, true, true); /* qkv */
   compare_engines(conv_shape(3, 1, 28, 28, 32, 3, 1, 1), true, true, true, true); /* input conv */
+}
+END_TEST
+
+/* Shapes large enough for Winograd F(4x4, 3x3): on an AVX-512 machine
+ * oneDNN must pick it, and it must agree with im2col in all three passes. */
+START_TEST(dnnl_winograd_matches_im2col) {
+  md_conv_shape shapes[3] = {conv_shape(6, 32, 28, 28, 32, 3, 1, 1), conv_shape(24, 64, 14, 14, 32, 3, 1, 1),
+                             conv_shape(90, 32, 7, 7, 16, 3, 1, 1)};
+  for (int i = 0; i < 3; i++) {
+    const char *impl = md_dnnl_conv_impl(&shapes[i], true);
+    ck_assert_ptr_nonnull(impl);
+    if (__builtin_cpu_supports("avx512f"))
+      ck_assert_msg(strstr(impl, "wino") != NULL, "expected a Winograd kernel, oneDNN chose %s", impl);
+    ck_assert_ptr_null(strstr(md_dnnl_conv_impl(&shapes[i], false), "wino"));
+    compare_engines_with(shapes[i], true, true, true, true, true);
+  }
+  md_conv_shape small = conv_shape(1, 32, 28, 28, 32, 3, 1, 1); /* batch 1: the direct kernel is faster */
+  ck_assert_ptr_null(strstr(md_dnnl_conv_impl(&small, true), "wino"));
 }
 END_TEST
 
@@ -141,13 +165,13 @@ END_TEST
  * rebuilt, results stay right, and clearing twice is harmless. */
 START_TEST(dnnl_cache_stays_bounded_and_correct) {
   for (int round = 0; round < 2; round++)
-    for (int64_t h = 3; h < 3 + 80; h++) {
+    for (int64_t h = 3; h < 3 + 300; h++) {
       md_conv_shape s = conv_shape(1, 2, h, 3, 2, 3, 1, 1);
       int64_t nx = 2 * h * 3, ny = 2 * s.ho * s.wo;
-      float x[2 * 82 * 3], w[36], y0[2 * 82 * 3], y1[2 * 82 * 3];
+      float x[2 * 302 * 3], w[36], y0[2 * 302 * 3], y1[2 * 302 * 3];
       fill_uniform(x, nx, (uint32_t)h), fill_uniform(w, 36, 5);
       ck_assert_int_eq(md_conv2d_im2col_forward(&s, x, w, NULL, y0), MD_OK);
-      ck_assert_int_eq(md_dnnl_conv_forward(&s, x, w, NULL, y1), MD_OK);
+      ck_assert_int_eq(md_dnnl_conv_forward(&s, true, x, w, NULL, y1), MD_OK);
       ck_assert_close(y1, y0, ny, 1e-5, 1e-4);
     }
   md_dnnl_conv_clear_cache();
@@ -360,6 +384,7 @@ Suite *make_suite(void) {
 #ifdef MD_HAVE_DNNL
   tcase_add_test(tc, conv2d_gradients_match_finite_differences_dnnl);
   tcase_add_test(tc, dnnl_matches_im2col_at_unet_widths);
+  tcase_add_test(tc, dnnl_winograd_matches_im2col);
   tcase_add_test(tc, dnnl_partial_gradients_touch_only_what_is_asked);
   tcase_add_test(tc, dnnl_cache_stays_bounded_and_correct);
 #endif

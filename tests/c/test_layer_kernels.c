@@ -10,32 +10,34 @@
 
 /* ---- group norm ---------------------------------------------------------------------- */
 
-static void naive_gn(const float *x, const float *w, const float *b, double *y, int64_t n, int64_t c, int64_t hw,
-                     int64_t g, double eps) {
+static void naive_gn(const float *x, const float *shift, const float *w, const float *b, double *y, int64_t n,
+                     int64_t c, int64_t hw, int64_t g, double eps) {
   int64_t cg = c / g;
   for (int64_t i = 0; i < n; i++)
     for (int64_t gi = 0; gi < g; gi++) {
       double s = 0, ss = 0;
       int64_t base = (i * c + gi * cg) * hw, len = cg * hw;
-      for (int64_t j = 0; j < len; j++) s += x[base + j];
+#define XS(j) ((double)x[base + (j)] + (shift ? shift[i * c + gi * cg + (j) / hw] : 0.0))
+      for (int64_t j = 0; j < len; j++) s += XS(j);
       double mu = s / len;
-      for (int64_t j = 0; j < len; j++) ss += (x[base + j] - mu) * (x[base + j] - mu);
+      for (int64_t j = 0; j < len; j++) ss += (XS(j) - mu) * (XS(j) - mu);
       double r = 1 / sqrt(ss / len + eps);
       for (int64_t j = 0; j < len; j++) {
         int64_t ch = gi * cg + j / hw;
-        y[base + j] = (x[base + j] - mu) * r * w[ch] + b[ch];
+        y[base + j] = (XS(j) - mu) * r * w[ch] + b[ch];
       }
+#undef XS
     }
 }
 
 typedef struct {
-  float *x, *w, *b, *r;
+  float *x, *s, *w, *b, *r;
   int64_t n, c, hw, g;
   bool silu;
 } gn_case;
 
 static void naive_gn_act(const gn_case *k, double *y) {
-  naive_gn(k->x, k->w, k->b, y, k->n, k->c, k->hw, k->g, 1e-5);
+  naive_gn(k->x, k->s, k->w, k->b, y, k->n, k->c, k->hw, k->g, 1e-5);
   if (k->silu)
     for (int64_t i = 0; i < k->n * k->c * k->hw; i++) y[i] = y[i] / (1 + exp(-y[i]));
 }
@@ -51,25 +53,31 @@ static double gn_loss(void *p) {
   return acc;
 }
 
+/* _i: bit 0 fuses SiLU, bit 1 adds a per-(image, channel) shift; hw = 37
+ * leaves a tail after the vector lanes */
 START_TEST(group_norm_matches_naive_and_finite_differences) {
-  gn_case k = {.n = 2, .c = 8, .hw = 12, .g = 4, .silu = _i == 1}; /* plain, then fused with SiLU */
+  gn_case k = {.n = 2, .c = 8, .hw = 37, .g = 4, .silu = _i & 1};
   int64_t total = k.n * k.c * k.hw;
   k.x = malloc(total * 4), k.r = malloc(total * 4), k.w = malloc(k.c * 4), k.b = malloc(k.c * 4);
+  k.s = _i & 2 ? malloc(k.n * k.c * 4) : NULL;
   fill_uniform(k.x, total, 1), fill_uniform(k.r, total, 2), fill_uniform(k.w, k.c, 3), fill_uniform(k.b, k.c, 4);
+  if (k.s) fill_uniform(k.s, k.n * k.c, 7);
   float *y = malloc(total * 4), *mean = malloc(k.n * k.g * 4), *rstd = malloc(k.n * k.g * 4), *fy = malloc(total * 4);
   double *ry = malloc(total * sizeof *ry);
-  md_group_norm_forward(k.x, k.w, k.b, y, mean, rstd, k.n, k.c, k.hw, k.g, 1e-5f, k.silu);
+  md_group_norm_forward(k.x, k.s, k.w, k.b, y, mean, rstd, k.n, k.c, k.hw, k.g, 1e-5f, k.silu);
   naive_gn_act(&k, ry);
   for (int64_t i = 0; i < total; i++) fy[i] = (float)ry[i];
   ck_assert_close(y, fy, total, 1e-5, 1e-4);
-  float *dx = calloc(total, 4), *dw = calloc(k.c, 4), *db = calloc(k.c, 4);
-  ck_assert_int_eq(md_group_norm_backward(k.x, k.w, k.b, mean, rstd, k.r, dx, dw, db, k.n, k.c, k.hw, k.g, k.silu),
+  float *dx = calloc(total, 4), *dw = calloc(k.c, 4), *db = calloc(k.c, 4), *ds = calloc(k.n * k.c, 4);
+  ck_assert_int_eq(md_group_norm_backward(k.x, k.s, k.w, k.b, mean, rstd, k.r, dx, k.s ? ds : NULL, dw, db, k.n, k.c,
+                                          k.hw, k.g, k.silu),
                    MD_OK);
   ck_assert(grad_check(gn_loss, &k, k.x, dx, total, 1e-2f, 50) <= 1.0);
   ck_assert(grad_check(gn_loss, &k, k.w, dw, k.c, 1e-2f, 50) <= 1.0);
   ck_assert(grad_check(gn_loss, &k, k.b, db, k.c, 1e-2f, 50) <= 1.0);
-  free(k.x), free(k.r), free(k.w), free(k.b), free(y), free(mean), free(rstd), free(fy), free(ry);
-  free(dx), free(dw), free(db);
+  if (k.s) ck_assert(grad_check(gn_loss, &k, k.s, ds, k.n * k.c, 1e-2f, 50) <= 1.0);
+  free(k.x), free(k.s), free(k.r), free(k.w), free(k.b), free(y), free(mean), free(rstd), free(fy), free(ry);
+  free(dx), free(dw), free(db), free(ds);
 }
 END_TEST
 
@@ -205,7 +213,7 @@ Suite *make_suite(void) {
   Suite *s = suite_create("layers");
   TCase *tc = tcase_create("kernels");
   tcase_set_timeout(tc, 60);
-  tcase_add_loop_test(tc, group_norm_matches_naive_and_finite_differences, 0, 2);
+  tcase_add_loop_test(tc, group_norm_matches_naive_and_finite_differences, 0, 4);
   tcase_add_test(tc, attention_matches_naive_and_finite_differences);
   tcase_add_test(tc, broadcast_binary_matches_naive);
   tcase_add_test(tc, reductions_match_naive);

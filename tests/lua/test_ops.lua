@@ -113,8 +113,14 @@ T.test("gradients: convolution, normalisation, attention, pooling", function()
   end
   T.gradcheck(function(x, w, b) return wsum(md.group_norm(x, 2, w, b)) end, { r(2, 4, 3, 3), r(4), r(4) })
   T.gradcheck(function(x, w, b) return wsum(md.group_norm(x, 2, w, b, 1e-5, "silu")) end, { r(2, 4, 3, 3), r(4), r(4) })
+  T.gradcheck(function(x, w, b, e) return wsum(md.group_norm(x, 2, w, b, 1e-5, "silu", e)) end,
+    { r(2, 4, 3, 3), r(4), r(4), r(2, 4) })
   local x = r(2, 4, 3, 3)
   T.near(md.group_norm(x, 2, nil, nil, 1e-5, "silu"), md.group_norm(x, 2):silu(), 1e-6)
+  -- the fused shift is the ResBlock's embedding add, done in the same pass
+  local e, w, b = r(2, 4), r(4), r(4)
+  T.near(md.group_norm(x, 2, w, b, 1e-5, "silu", e), md.group_norm(x + e:reshape(2, 4, 1, 1), 2, w, b):silu(), 1e-5)
+  T.errors(function() return md.group_norm(x, 2, w, b, 1e-5, "silu", r(2, 3)) end, "shift must be N x C = 2 x 4")
   T.gradcheck(function(x) return wsum(md.softmax(x, 2)) end, { r(3, 5) })
   T.gradcheck(function(x) return wsum(md.log_softmax(x, 1)) end, { r(4, 3) })
   T.gradcheck(function(x) return wsum(md.attention(x, 2)) end, { r(2, 12, 3, 3) })

@@ -15,9 +15,10 @@ local function zeros_like_module(m)
 end
 
 -- GroupNorm then SiLU, fused into one C pass (same parameters as the two
--- modules, so state_dict names do not change).
-local function norm_silu(norm, x)
-  return md.group_norm(x, norm.groups, norm.weight, norm.bias, norm.eps, "silu")
+-- modules, so state_dict names do not change); shift [N, C], when given, is
+-- added to x first, in the same pass.
+local function norm_silu(norm, x, shift)
+  return md.group_norm(x, norm.groups, norm.weight, norm.bias, norm.eps, "silu", shift)
 end
 
 local function conv3(cin, cout, stride)
@@ -68,7 +69,7 @@ function U.ResBlock:forward(x, emb)
     local scale, shift = halves[1]:reshape(n, c, 1, 1), halves[2]:reshape(n, c, 1, 1)
     h = (out:get(1)(h) * (scale + 1) + shift):silu()
   else
-    h = norm_silu(out:get(1), h + e:reshape(n, c, 1, 1))
+    h = norm_silu(out:get(1), h, e)
   end
   h = out:get(4)(out:get(3)(h)) -- dropout, zero-initialised conv
   return self.skip_connection(x) + h
