@@ -1,6 +1,7 @@
 #include "autograd.h"
 
 #include "alloc.h"
+#include "ops/blocked.h"
 #include "profile.h"
 
 #include <stdlib.h>
@@ -200,6 +201,10 @@ static int sweep(md_tensor *root, const md_tensor *grad_root, int ntargets,
     md_node *r = root->grad_fn;
     r->grad_buf = zeroed(r->out_numel);
     if (!r->grad_buf) rc = MD_ERR;
+    else if (grad_root && md_is_blocked(root) != md_is_blocked(grad_root)) /* into the root's layout */
+      (md_is_blocked(root) ? md_block_kernel : md_unblock_kernel)(md_data(grad_root), r->grad_buf, root->shape[0],
+                                                                   root->shape[1], root->shape[2] * root->shape[3],
+                                                                   false);
     else if (grad_root) memcpy(r->grad_buf, md_data(grad_root), (size_t)r->out_numel * sizeof(float));
     else r->grad_buf[0] = 1.0f;
   }
@@ -210,8 +215,9 @@ static int sweep(md_tensor *root, const md_tensor *grad_root, int ntargets,
     if (targets) {             /* a non-leaf target: its gradient is complete now */
       for (int i = 0; i < ntargets; i++) {
         if (targets[i]->grad_fn != n || grads[i]) continue;
-        grads[i] = md_tensor_from_data(targets[i]->ndim, targets[i]->shape, n->grad_buf);
+        grads[i] = md_tensor_empty_like(targets[i]); /* gradients are in their tensor's layout */
         if (!grads[i]) rc = MD_ERR;
+        else memcpy(md_data(grads[i]), n->grad_buf, (size_t)n->out_numel * sizeof(float));
       }
     }
     if (rc != MD_OK || !n->needed) continue;

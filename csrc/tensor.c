@@ -30,6 +30,7 @@ static md_storage *storage_new(int64_t n) {
   s->size = n;
   s->refcount = 1;
   s->version = 0;
+  s->layout = MD_LAYOUT_PLAIN;
   live_bytes += bytes;
   total_bytes += bytes;
   return s;
@@ -78,14 +79,19 @@ static md_tensor *tensor_header(md_storage *s, int64_t offset, int ndim, const i
   return t;
 }
 
-md_tensor *md_tensor_new(int ndim, const int64_t *shape) {
+md_tensor *md_tensor_new_layout(int ndim, const int64_t *shape, md_layout layout) {
   if (check_shape(ndim, shape) != MD_OK) return NULL;
+  if (layout == MD_LAYOUT_BLOCKED && !md_blockable(ndim, shape))
+    return md_error("a blocked tensor must be N x C x H x W with C a multiple of %d", MD_BLOCK), NULL;
   md_storage *s = storage_new(md_shape_numel(ndim, shape));
   if (!s) return NULL;
+  s->layout = layout;
   md_tensor *t = tensor_header(s, 0, ndim, shape);
   if (!t) storage_release(s);
   return t;
 }
+
+md_tensor *md_tensor_new(int ndim, const int64_t *shape) { return md_tensor_new_layout(ndim, shape, MD_LAYOUT_PLAIN); }
 
 md_tensor *md_tensor_full(int ndim, const int64_t *shape, float value) {
   md_tensor *t = md_tensor_new(ndim, shape);
@@ -101,8 +107,13 @@ md_tensor *md_tensor_zeros(int ndim, const int64_t *shape) {
   return t;
 }
 
-md_tensor *md_tensor_empty_like(const md_tensor *t) { return md_tensor_new(t->ndim, t->shape); }
-md_tensor *md_tensor_zeros_like(const md_tensor *t) { return md_tensor_zeros(t->ndim, t->shape); }
+md_tensor *md_tensor_empty_like(const md_tensor *t) { return md_tensor_new_layout(t->ndim, t->shape, t->storage->layout); }
+
+md_tensor *md_tensor_zeros_like(const md_tensor *t) {
+  md_tensor *z = md_tensor_empty_like(t);
+  if (z) memset(md_data(z), 0, (size_t)z->numel * sizeof(float));
+  return z;
+}
 md_tensor *md_tensor_scalar(float value) { return md_tensor_full(0, NULL, value); }
 
 md_tensor *md_tensor_from_data(int ndim, const int64_t *shape, const float *data) {
@@ -112,12 +123,16 @@ md_tensor *md_tensor_from_data(int ndim, const int64_t *shape, const float *data
 }
 
 md_tensor *md_tensor_clone_data(const md_tensor *t) {
-  return md_tensor_from_data(t->ndim, t->shape, md_data(t));
+  md_tensor *c = md_tensor_empty_like(t);
+  if (c) memcpy(md_data(c), md_data(t), (size_t)t->numel * sizeof(float));
+  return c;
 }
 
 md_tensor *md_tensor_alias(const md_tensor *t, int64_t offset, int ndim, const int64_t *shape) {
   if (check_shape(ndim, shape) != MD_OK) return NULL;
   int64_t n = md_shape_numel(ndim, shape);
+  if (md_is_blocked(t) && (offset != 0 || ndim != t->ndim || n != t->numel || shape[1] != t->shape[1]))
+    return md_error("internal: a view of a blocked tensor must have its shape (convert it to plain first)"), NULL;
   if (offset < 0 || t->offset + offset + n > t->storage->size)
     return md_error("view of %lld elements at offset %lld does not fit in %lld", (long long)n,
                     (long long)offset, (long long)(t->storage->size - t->offset)),

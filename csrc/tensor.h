@@ -19,11 +19,22 @@
 
 #define MD_MAX_DIMS 6
 
+/* How a storage holds its tensor's values. Plain is row-major (NCHW).
+ * Blocked is oneDNN's nChw16c: a 4-D [N, C, H, W] tensor with C a multiple
+ * of 16 stored as [N][C/16][H][W][16], the layout oneDNN's convolutions read
+ * and write natively. The U-Net's activations stay blocked from one
+ * convolution to the next through the ops that know the layout (see
+ * ops/blocked.h); the binding hands every other op a plain copy, so users
+ * only ever see NCHW values. A tensor keeps its layout for life. */
+typedef enum { MD_LAYOUT_PLAIN = 0, MD_LAYOUT_BLOCKED = 1 } md_layout;
+#define MD_BLOCK 16
+
 typedef struct md_storage {
   float *data;
   int64_t size;     /* in floats */
   int refcount;
   uint32_t version; /* bumped by every in-place write; autograd checks it */
+  md_layout layout;
 } md_storage;
 
 typedef struct md_node md_node;
@@ -43,16 +54,24 @@ typedef struct md_tensor {
 } md_tensor;
 
 static inline float *md_data(const md_tensor *t) { return t->storage->data + t->offset; }
+static inline bool md_is_blocked(const md_tensor *t) { return t->storage->layout == MD_LAYOUT_BLOCKED; }
+/* Whether a tensor of this shape can be blocked: 4-D, channels a positive multiple of 16. */
+static inline bool md_blockable(int ndim, const int64_t *shape) {
+  return ndim == 4 && shape[1] > 0 && shape[1] % MD_BLOCK == 0;
+}
 
 /* Creation. Shapes are validated (0..MD_MAX_DIMS dims, no negative sizes). */
 md_tensor *md_tensor_new(int ndim, const int64_t *shape);   /* uninitialised */
+/* Uninitialised, in the given layout (blocked needs a blockable shape). */
+md_tensor *md_tensor_new_layout(int ndim, const int64_t *shape, md_layout layout);
 md_tensor *md_tensor_zeros(int ndim, const int64_t *shape);
 md_tensor *md_tensor_full(int ndim, const int64_t *shape, float value);
+/* Same shape and layout as t. */
 md_tensor *md_tensor_empty_like(const md_tensor *t);
 md_tensor *md_tensor_zeros_like(const md_tensor *t);
 md_tensor *md_tensor_scalar(float value);                   /* 0-dim */
 md_tensor *md_tensor_from_data(int ndim, const int64_t *shape, const float *data);
-/* A plain copy of the data: a new leaf that does not require grad. */
+/* A copy of the data, in t's layout: a new leaf that does not require grad. */
 md_tensor *md_tensor_clone_data(const md_tensor *t);
 
 /* A tensor sharing t's storage, starting `offset` floats into t, with the

@@ -123,8 +123,10 @@ static bool winograd_applies(const md_conv_shape *s) {
 
 static bool same_shape(const md_conv_shape *a, const md_conv_shape *b) {
   return a->n == b->n && a->c == b->c && a->h == b->h && a->w == b->w && a->o == b->o && a->k == b->k &&
-         a->stride == b->stride && a->pad == b->pad;
+         a->stride == b->stride && a->pad == b->pad && a->x_layout == b->x_layout && a->y_layout == b->y_layout;
 }
+
+static dnnl_format_tag_t tag_of(md_layout layout) { return layout == MD_LAYOUT_BLOCKED ? dnnl_nChw16c : dnnl_nchw; }
 
 /* Builds the primitive for one pass. The forward descriptor is always made:
  * it is the hint the backward passes need. Winograd falls back to the
@@ -135,8 +137,8 @@ static int build(pass *p) {
   int64_t bd[1] = {s->o};
   dnnl_memory_desc_t x_any, w_any, b_any, y_any, x_user, w_user, b_user, y_user;
   any_md(&x_any, 4, xd), any_md(&w_any, 4, wd), any_md(&b_any, 1, bd), any_md(&y_any, 4, yd);
-  plain_md(&x_user, 4, xd, dnnl_nchw), plain_md(&w_user, 4, wd, dnnl_oihw);
-  plain_md(&b_user, 1, bd, dnnl_x), plain_md(&y_user, 4, yd, dnnl_nchw);
+  plain_md(&x_user, 4, xd, tag_of(s->x_layout)), plain_md(&w_user, 4, wd, dnnl_oihw);
+  plain_md(&b_user, 1, bd, dnnl_x), plain_md(&y_user, 4, yd, tag_of(s->y_layout));
   dnnl_dims_t strides = {s->stride, s->stride}, pad = {s->pad, s->pad};
   bool bias = p->kind == PASS_FORWARD || p->kind == PASS_BACKWARD_WEIGHTS;
 

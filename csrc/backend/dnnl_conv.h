@@ -1,7 +1,8 @@
 /* Convolution through oneDNN's blocked kernels (AVX-512 here): the forward
- * pass and both backward passes, on plain NCHW buffers. Primitives are
- * created once per shape and cached; layouts oneDNN prefers are reached by
- * reorders at the edges. Backward passes accumulate (+=). With winograd,
+ * pass and both backward passes, on NCHW or blocked (nChw16c) buffers as
+ * the shape's layouts say. Primitives are created once per shape and
+ * cached; other layouts oneDNN wants (the weights', a plain x) are reached
+ * by reorders at the edges. Backward passes accumulate (+=). With winograd,
  * 3x3 stride-1 layers with 16-channel multiples and enough positions use
  * Winograd F(4x4, 3x3); everything else uses the direct kernels. */
 #ifndef MD_DNNL_CONV_H

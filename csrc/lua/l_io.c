@@ -42,6 +42,8 @@ static int table_pairs(lua_State *L, int idx, int want_tensor, const char ***key
   for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1)) n++;
   *keys = lua_newuserdatauv(L, sizeof **keys * (size_t)(n + 1), 0);
   *vals = lua_newuserdatauv(L, sizeof **vals * (size_t)(n + 1), 0);
+  lua_createtable(L, n, 0); /* keeps plain copies of blocked tensors alive */
+  int keep = lua_gettop(L);
   int i = 0;
   for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1), i++) {
     if (lua_type(L, -2) != LUA_TSTRING)
@@ -51,6 +53,8 @@ static int table_pairs(lua_State *L, int idx, int want_tensor, const char ***key
     if (want_tensor) {
       if (!mdl_is(L, -1)) luaL_error(L, "safetensors_write: '%s' is a %s, not a tensor", key, luaL_typename(L, -1));
       (*vals)[i] = mdl_check(L, lua_gettop(L));
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, keep, i + 1);
     } else {
       if (lua_type(L, -1) != LUA_TSTRING)
         luaL_error(L, "safetensors_write: metadata '%s' is a %s, not a string", key, luaL_typename(L, -1));

@@ -7,6 +7,7 @@
 #include "../autograd.h"
 #include "../backend/peak.h"
 #include "../backend/threads.h"
+#include "../ops/blocked.h"
 #include "../profile.h"
 #include "binding.h"
 
@@ -53,14 +54,35 @@ void mdl_check_rc(lua_State *L, int rc) {
 
 int mdl_is(lua_State *L, int idx) { return luaL_testudata(L, idx, MDL_TENSOR) != NULL; }
 
-md_tensor *mdl_check(lua_State *L, int idx) {
+md_tensor *mdl_check_any(lua_State *L, int idx) {
   box *b = luaL_checkudata(L, idx, MDL_TENSOR);
   if (!b->t) luaL_argerror(L, idx, "tensor used after it was closed");
   return b->t;
 }
 
+md_tensor *mdl_check(lua_State *L, int idx) {
+  md_tensor *t = mdl_check_any(L, idx);
+  if (!md_is_blocked(t)) return t;
+  md_tensor *p;
+  mdl_check_rc(L, md_to_plain(&p, t));
+  idx = lua_absindex(L, idx);
+  mdl_push(L, p);
+  lua_replace(L, idx);
+  return p;
+}
+
+md_tensor *mdl_check_inplace(lua_State *L, int idx) {
+  md_tensor *t = mdl_check_any(L, idx);
+  mdl_check_rc(L, md_make_plain_inplace(t));
+  return t;
+}
+
 md_tensor *mdl_opt(lua_State *L, int idx) {
   return lua_isnoneornil(L, idx) ? NULL : mdl_check(L, idx);
+}
+
+md_tensor *mdl_opt_any(lua_State *L, int idx) {
+  return lua_isnoneornil(L, idx) ? NULL : mdl_check_any(L, idx);
 }
 
 int mdl_shape(lua_State *L, int idx, int64_t *shape) {
@@ -129,8 +151,9 @@ static int64_t check_index(lua_State *L, md_tensor *t, int idx) {
 int md_select_first(md_tensor **out, md_tensor *t, int64_t i); /* ops: autograd-aware view */
 
 int mdl_tensor_index(lua_State *L) {
-  md_tensor *t = mdl_check(L, 1);
+  md_tensor *t = mdl_check_any(L, 1); /* method lookups must not convert a blocked tensor */
   if (lua_type(L, 2) == LUA_TNUMBER) {
+    t = mdl_check(L, 1);
     int64_t i = check_index(L, t, 2);
     if (t->ndim == 1) {
       lua_pushnumber(L, md_data(t)[i]);
@@ -151,8 +174,9 @@ int mdl_tensor_index(lua_State *L) {
 }
 
 int mdl_tensor_newindex(lua_State *L) {
-  md_tensor *t = mdl_check(L, 1);
+  md_tensor *t = mdl_check_any(L, 1);
   if (lua_type(L, 2) == LUA_TNUMBER) {
+    t = mdl_check_inplace(L, 1);
     int64_t i = check_index(L, t, 2);
     mdl_check_rc(L, md_begin_inplace(t, "index assignment"));
     int64_t inner = t->numel / t->shape[0];
@@ -172,6 +196,14 @@ int mdl_tensor_newindex(lua_State *L) {
   if (k && strcmp(k, "grad") == 0) {
     md_tensor *g = mdl_opt(L, 3);
     if (g && !md_same_shape(g, t)) luaL_error(L, "grad must have the tensor's shape");
+    if (g && md_is_blocked(t)) { /* gradients are kept in their tensor's layout */
+      bool prev = md_grad_enabled();
+      md_set_grad_enabled(false);
+      int rc = md_to_blocked(&g, g);
+      md_set_grad_enabled(prev);
+      mdl_check_rc(L, rc);
+      mdl_push(L, g); /* the stack owns the new reference */
+    }
     md_tensor_retain(g);
     md_tensor_release(t->grad);
     t->grad = g;
@@ -183,23 +215,23 @@ int mdl_tensor_newindex(lua_State *L) {
 /* ---- shape queries ---------------------------------------------------------- */
 
 static int t_numel(lua_State *L) {
-  lua_pushinteger(L, mdl_check(L, 1)->numel);
+  lua_pushinteger(L, mdl_check_any(L, 1)->numel);
   return 1;
 }
 
 static int t_len(lua_State *L) {
-  md_tensor *t = mdl_check(L, 1);
+  md_tensor *t = mdl_check_any(L, 1);
   lua_pushinteger(L, t->ndim ? t->shape[0] : 0);
   return 1;
 }
 
 static int t_dim(lua_State *L) {
-  lua_pushinteger(L, mdl_check(L, 1)->ndim);
+  lua_pushinteger(L, mdl_check_any(L, 1)->ndim);
   return 1;
 }
 
 static int t_shape(lua_State *L) {
-  md_tensor *t = mdl_check(L, 1);
+  md_tensor *t = mdl_check_any(L, 1);
   lua_createtable(L, t->ndim, 0);
   for (int i = 0; i < t->ndim; i++) {
     lua_pushinteger(L, t->shape[i]);
@@ -209,7 +241,7 @@ static int t_shape(lua_State *L) {
 }
 
 static int t_size(lua_State *L) {
-  md_tensor *t = mdl_check(L, 1);
+  md_tensor *t = mdl_check_any(L, 1);
   if (lua_isnoneornil(L, 2)) return t_shape(L);
   lua_pushinteger(L, t->shape[mdl_dim(L, 2, t->ndim, "size")]);
   return 1;
@@ -262,7 +294,7 @@ static int f_from_flat(lua_State *L) {
 /* ---- autograd ------------------------------------------------------------------ */
 
 static int t_requires_grad(lua_State *L) {
-  md_tensor *t = mdl_check(L, 1);
+  md_tensor *t = mdl_check_any(L, 1);
   if (lua_isnone(L, 2)) {
     lua_pushboolean(L, md_needs_grad(t));
     return 1;
@@ -276,24 +308,24 @@ static int t_requires_grad(lua_State *L) {
 }
 
 static int t_is_leaf(lua_State *L) {
-  lua_pushboolean(L, mdl_check(L, 1)->grad_fn == NULL);
+  lua_pushboolean(L, mdl_check_any(L, 1)->grad_fn == NULL);
   return 1;
 }
 
 static int t_grad_fn(lua_State *L) {
-  md_tensor *t = mdl_check(L, 1);
+  md_tensor *t = mdl_check_any(L, 1);
   if (t->grad_fn) lua_pushstring(L, t->grad_fn->op);
   else lua_pushnil(L);
   return 1;
 }
 
 static int t_detach(lua_State *L) {
-  md_tensor *t = mdl_check(L, 1);
+  md_tensor *t = mdl_check_any(L, 1);
   return mdl_push(L, md_tensor_alias(t, 0, t->ndim, t->shape));
 }
 
 static int t_backward(lua_State *L) {
-  md_tensor *t = mdl_check(L, 1);
+  md_tensor *t = mdl_check_any(L, 1); /* the graph's own tensor, not a copy */
   md_tensor *g = mdl_opt(L, 2);
   mdl_check_rc(L, md_backward(t, g, mdl_optbool(L, 3, 0)));
   return 0;
@@ -301,14 +333,14 @@ static int t_backward(lua_State *L) {
 
 /* core.grad(output, {inputs...} [, grad_output [, retain_graph]]) -> {grads...} */
 static int f_grad(lua_State *L) {
-  md_tensor *root = mdl_check(L, 1);
+  md_tensor *root = mdl_check_any(L, 1); /* the graph's own tensors, not copies */
   luaL_checktype(L, 2, LUA_TTABLE);
   int n = (int)luaL_len(L, 2);
   if (n < 1 || n > 64) luaL_error(L, "grad: expected 1 to 64 inputs, got %d", n);
   md_tensor *targets[64], *grads[64];
   for (int i = 0; i < n; i++) {
     lua_geti(L, 2, i + 1);
-    targets[i] = mdl_check(L, -1);
+    targets[i] = mdl_check_any(L, -1);
     lua_pop(L, 1); /* the table keeps it alive */
   }
   mdl_check_rc(L, md_grad(root, mdl_opt(L, 3), n, targets, grads, mdl_optbool(L, 4, 0)));

@@ -149,22 +149,25 @@ static void empty_backward(const md_conv_shape *s, const float *dy, float *db) {
       for (int64_t j = 0; j < hw; j++) db[i % s->o] += dy[i * hw + j];
 }
 
-static int run_forward(const md_conv_shape *s, const float *x, const float *w, const float *b, float *y) {
+static int run_forward(md_conv_backend engine, const md_conv_shape *s, const float *x, const float *w,
+                       const float *b, float *y) {
   if (is_empty(s)) {
     empty_forward(s, b, y);
     return MD_OK;
   }
-  if (backend != MD_CONV_IM2COL) return md_dnnl_conv_forward(s, backend == MD_CONV_DNNL, x, w, b, y);
+  if (engine != MD_CONV_IM2COL) return md_dnnl_conv_forward(s, engine == MD_CONV_DNNL, x, w, b, y);
   return md_conv2d_im2col_forward(s, x, w, b, y);
 }
 
-static int run_backward(const md_conv_shape *s, const float *x, const float *w, const float *dy, float *dx,
-                        float *dw, float *db) {
+/* on the engine the forward pass ran on, whatever the switch says now: the
+ * layouts of the saved tensors are that engine's */
+static int run_backward(md_conv_backend engine, const md_conv_shape *s, const float *x, const float *w,
+                        const float *dy, float *dx, float *dw, float *db) {
   if (is_empty(s)) {
     empty_backward(s, dy, db);
     return MD_OK;
   }
-  if (backend != MD_CONV_IM2COL) return md_dnnl_conv_backward(s, backend == MD_CONV_DNNL, x, w, dy, dx, dw, db);
+  if (engine != MD_CONV_IM2COL) return md_dnnl_conv_backward(s, engine == MD_CONV_DNNL, x, w, dy, dx, dw, db);
   return md_conv2d_im2col_backward(s, x, w, dy, dx, dw, db);
 }
 
@@ -174,14 +177,15 @@ static void shape_from_node(const md_node *n, md_conv_shape *s) {
   const md_tensor *x = n->inputs[0], *w = n->inputs[1];
   *s = (md_conv_shape){.n = x->shape[0], .c = x->shape[1], .h = x->shape[2], .w = x->shape[3],
                        .o = w->shape[0], .k = w->shape[2], .stride = n->iarg[0], .pad = n->iarg[1],
-                       .ho = n->out_shape[2], .wo = n->out_shape[3]};
+                       .ho = n->out_shape[2], .wo = n->out_shape[3], .x_layout = x->storage->layout,
+                       .y_layout = (md_layout)n->iarg[2]};
 }
 
 static int conv_backward(md_node *n, const float *dout, float *const *din) {
   md_conv_shape s;
   shape_from_node(n, &s);
-  return run_backward(&s, md_data(n->inputs[0]), md_data(n->inputs[1]), dout, din[0], din[1],
-                      n->ninputs > 2 ? din[2] : NULL);
+  return run_backward((md_conv_backend)n->iarg[3], &s, md_data(n->inputs[0]), md_data(n->inputs[1]), dout, din[0],
+                      din[1], n->ninputs > 2 ? din[2] : NULL);
 }
 
 int md_conv2d(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias, int64_t stride, int64_t pad) {
@@ -211,9 +215,15 @@ int md_conv2d(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias, int6
   s.ho = (s.h + 2 * pad - s.k) / stride + 1;
   s.wo = (s.w + 2 * pad - s.k) / stride + 1;
   int64_t shape[4] = {s.n, s.o, s.ho, s.wo};
-  md_tensor *y = md_tensor_new(4, shape);
+  /* oneDNN reads and writes the blocked layout natively: outputs stay in it
+   * for the next layer (see tensor.h) */
+  s.x_layout = x->storage->layout;
+  s.y_layout = backend != MD_CONV_IM2COL && !is_empty(&s) && md_blockable(4, shape) ? MD_LAYOUT_BLOCKED : MD_LAYOUT_PLAIN;
+  if (backend == MD_CONV_IM2COL && s.x_layout != MD_LAYOUT_PLAIN)
+    return md_error("internal: the im2col engine needs a plain input (the binding converts it)");
+  md_tensor *y = md_tensor_new_layout(4, shape, s.y_layout);
   if (!y) return MD_ERR;
-  if (run_forward(&s, md_data(x), md_data(w), bias ? md_data(bias) : NULL, md_data(y)) != MD_OK) {
+  if (run_forward(backend, &s, md_data(x), md_data(w), bias ? md_data(bias) : NULL, md_data(y)) != MD_OK) {
     md_tensor_release(y);
     return MD_ERR;
   }
@@ -223,7 +233,7 @@ int md_conv2d(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias, int6
     md_tensor_release(y);
     return MD_ERR;
   }
-  if (n) n->iarg[0] = stride, n->iarg[1] = pad;
+  if (n) n->iarg[0] = stride, n->iarg[1] = pad, n->iarg[2] = s.y_layout, n->iarg[3] = backend;
   *out = y;
   return MD_OK;
 }

@@ -12,6 +12,9 @@ typedef struct md_conv_shape {
   int64_t o, k;         /* output channels, kernel size */
   int64_t stride, pad;
   int64_t ho, wo;       /* output */
+  /* layouts of x (and dx) and y (and dy); im2col needs both plain. With
+   * oneDNN, md_conv2d makes y blocked whenever o is a multiple of 16. */
+  md_layout x_layout, y_layout;
 } md_conv_shape;
 
 /* MD_CONV_DNNL uses Winograd where it pays (see backend/dnnl_conv.h),

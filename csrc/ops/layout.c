@@ -76,16 +76,22 @@ int md_fill_(md_tensor *dst, float value) {
  * Along dim every tensor is [outer, len_k * inner]; the output interleaves
  * those blocks. */
 
+/* Runs of w floats: piece o of input k sits at o * total * inner + at in the
+ * output. In the blocked layout, concatenating whole 16-channel blocks
+ * along channels gives the same runs as NCHW does. */
 static int cat_backward(md_node *n, const float *dout, float *const *din) {
   int64_t outer = n->iarg[0], inner = n->iarg[1], total = n->iarg[2], at = 0;
   for (int k = 0; k < n->ninputs; k++) {
     int64_t w = n->iarg[3 + k] * inner;
-    if (din[k])
+    if (din[k]) {
+      float *dk = din[k];
+#pragma omp parallel for if (outer * w > 32768) schedule(static)
       for (int64_t o = 0; o < outer; o++) {
         const float *g = dout + o * total * inner + at;
-        float *d = din[k] + o * w;
+        float *d = dk + o * w;
         for (int64_t i = 0; i < w; i++) d[i] += g[i];
       }
+    }
     at += w;
   }
   return MD_OK;
@@ -125,7 +131,14 @@ int md_cat(md_tensor **out, int n, md_tensor *const *xs, int dim) {
     }
     shape[d] += x->shape[d];
   }
-  md_tensor *y = md_tensor_new(x0->ndim, shape);
+  bool blocked = false;
+  for (int k = 0; k < n; k++) blocked = blocked || md_is_blocked(xs[k]);
+  if (blocked) { /* blocked inputs concatenate along channels only, all of them blocked */
+    for (int k = 0; k < n; k++)
+      if (!md_is_blocked(xs[k]) || d != 1)
+        return md_error("internal: cat of blocked tensors needs all of them blocked, along dimension 2");
+  }
+  md_tensor *y = md_tensor_new_layout(x0->ndim, shape, blocked ? MD_LAYOUT_BLOCKED : MD_LAYOUT_PLAIN);
   if (!y) return MD_ERR;
   int64_t outer = md_shape_numel(d, shape), inner = md_shape_numel(x0->ndim - d - 1, shape + d + 1);
   int64_t at = 0;
@@ -133,6 +146,7 @@ int md_cat(md_tensor **out, int n, md_tensor *const *xs, int dim) {
     int64_t w = xs[k]->shape[d] * inner;
     const float *src = md_data(xs[k]);
     float *dst = md_data(y) + at;
+#pragma omp parallel for if (outer * w > 32768) schedule(static)
     for (int64_t o = 0; o < outer; o++) memcpy(dst + o * shape[d] * inner, src + o * w, (size_t)w * sizeof(float));
     at += w;
   }

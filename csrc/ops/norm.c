@@ -1,146 +1,322 @@
 /* Group normalisation: statistics per (image, group) over C/G channels and
  * all positions; per-channel affine; optionally a per-(image, channel)
- * shift added to the input first (the ResBlock's embedding) and SiLU fused
- * on top, so that silu(group_norm(h + emb)) is one pass forward and one
- * backward. Rows of one channel are summed in float by vector lanes, rows
- * into doubles; the per-channel parameter gradients are reduced over images
- * in a fixed order, so results do not depend on the thread count. */
+ * shift added to the input first (the ResBlock's embedding) and SiLU on
+ * top, so that silu(group_norm(h + emb)) is one op forward and backward.
+ *
+ * Plain and blocked (nChw16c) inputs run the same code: an image is a row
+ * of tiles of 16-float vectors, and each lane of a vector belongs to one
+ * channel. In plain NCHW a tile is one channel's positions (every lane is
+ * that channel, with a scalar tail when H*W is not a multiple of 16); in the
+ * blocked layout a tile is a block of 16 channels (lane l is channel 16b+l).
+ * Every pass loads per-lane coefficients, runs a 16-wide loop over the tile
+ * and folds the lane sums back into channels. Work is split by image; the
+ * parameter gradients are reduced over images in a fixed order, so results
+ * do not depend on the thread count. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../autograd.h"
 #include "nn.h"
 #include "vmath.h"
 
-static inline float row_sum(const float *x, int64_t n) {
-  float s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; i++) s += x[i];
-  return s;
+enum { V = MD_BLOCK };
+
+typedef struct {
+  bool blocked;
+  int64_t tiles, tile_len; /* floats per tile */
+} gn_tiles;
+
+static gn_tiles tiles_of(int64_t c, int64_t hw, bool blocked) {
+  return blocked ? (gn_tiles){true, c / V, hw * V} : (gn_tiles){false, c, hw};
 }
 
-/* sum of (x[i] - m)^2 */
-static inline float row_centered_squares(const float *x, int64_t n, float m) {
-  float s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; i++) s += (x[i] - m) * (x[i] - m);
-  return s;
+static inline int64_t lane_channel(const gn_tiles *g, int64_t t, int l) { return g->blocked ? t * V + l : t; }
+
+/* coef[l] = per_channel[channel of lane l in tile t] */
+static void lane_coefs(const gn_tiles *g, int64_t t, const float *per_channel, float *coef) {
+  for (int l = 0; l < V; l++) coef[l] = per_channel[lane_channel(g, t, l)];
 }
 
-void md_group_norm_forward(const float *x, const float *shift, const float *w, const float *b, float *y,
-                           float *mean, float *rstd, int64_t n, int64_t c, int64_t hw, int64_t groups, float eps,
-                           bool silu) {
-  int64_t cg = c / groups, len = cg * hw;
-#pragma omp parallel for schedule(static)
-  for (int64_t ng = 0; ng < n * groups; ng++) {
-    int64_t img = ng / groups, c0 = (ng % groups) * cg;
-    const float *xg = x + ng * len, *sg = shift ? shift + img * c + c0 : NULL;
-    double s = 0, ss = 0;
-    for (int64_t ci = 0; ci < cg; ci++) s += (double)row_sum(xg + ci * hw, hw) + (sg ? (double)sg[ci] * hw : 0.0);
-    float mu = (float)(s / (double)len);
-    for (int64_t ci = 0; ci < cg; ci++) ss += row_centered_squares(xg + ci * hw, hw, mu - (sg ? sg[ci] : 0.0f));
-    float r = (float)(1.0 / sqrt(ss / (double)len + eps));
-    mean[ng] = mu;
-    rstd[ng] = r;
-    for (int64_t ci = 0; ci < cg; ci++) {
-      int64_t ch = c0 + ci;
-      /* y = ((x + shift) - mu) * r * w + b = x * a + sh */
-      float a = r * (w ? w[ch] : 1.0f), sh = (b ? b[ch] : 0.0f) + ((sg ? sg[ci] : 0.0f) - mu) * a;
-      const float *xc = xg + ci * hw;
-      float *yc = y + ng * len + ci * hw;
-      if (silu) {
+/* per_channel[channel of lane l] += acc[l] */
+static void fold_lanes(const gn_tiles *g, int64_t t, const float *acc, double *per_channel) {
+  if (g->blocked)
+    for (int l = 0; l < V; l++) per_channel[t * V + l] += acc[l];
+  else
+    for (int l = 0; l < V; l++) per_channel[t] += acc[l];
+}
+
+/* ---- the 16-wide kernels over one tile of n floats ----------------------------------
+ * Accumulators live in local arrays (registers) for the whole tile and are
+ * added to the caller's at the end: accumulating through the pointer would
+ * keep them in memory, one store-to-load round trip per vector. */
+
+static void k_sum(const float *restrict x, int64_t n, float *restrict acc) {
+  float s[V] = {0};
+  int64_t i = 0;
+  for (; i + V <= n; i += V)
 #pragma omp simd
-        for (int64_t i = 0; i < hw; i++) {
-          float z = xc[i] * a + sh;
-          yc[i] = z * md_sigmoidf(z);
-        }
-      } else {
+    for (int l = 0; l < V; l++) s[l] += x[i + l];
+  for (int l = 0; i < n; i++, l++) s[l] += x[i];
+  for (int l = 0; l < V; l++) acc[l] += s[l];
+}
+
+static void k_centered_squares(const float *restrict x, int64_t n, const float *restrict m, float *restrict acc) {
+  float s[V] = {0};
+  int64_t i = 0;
+  for (; i + V <= n; i += V)
 #pragma omp simd
-        for (int64_t i = 0; i < hw; i++) yc[i] = xc[i] * a + sh;
+    for (int l = 0; l < V; l++) s[l] += (x[i + l] - m[l]) * (x[i + l] - m[l]);
+  for (int l = 0; i < n; i++, l++) s[l] += (x[i] - m[l]) * (x[i] - m[l]);
+  for (int l = 0; l < V; l++) acc[l] += s[l];
+}
+
+static inline float silu_of(float z) { return z * md_sigmoidf(z); }
+
+/* y = x * a + sh, then SiLU */
+static void k_affine(const float *restrict x, float *restrict y, int64_t n, const float *restrict a,
+                     const float *restrict sh, bool silu) {
+  int64_t i = 0;
+  if (silu) {
+    for (; i + V <= n; i += V)
+#pragma omp simd
+      for (int l = 0; l < V; l++) y[i + l] = silu_of(x[i + l] * a[l] + sh[l]);
+    for (int l = 0; i < n; i++, l++) y[i] = silu_of(x[i] * a[l] + sh[l]);
+  } else {
+    for (; i + V <= n; i += V)
+#pragma omp simd
+      for (int l = 0; l < V; l++) y[i + l] = x[i + l] * a[l] + sh[l];
+    for (int l = 0; i < n; i++, l++) y[i] = x[i] * a[l] + sh[l];
+  }
+}
+
+/* dz = dy * silu'(z) at z = x * a + sh */
+static inline float silu_grad(float x, float dy, float a, float sh) {
+  float z = x * a + sh, s = md_sigmoidf(z);
+  return dy * s * (1.0f + z * (1.0f - s));
+}
+
+/* The gradient at the norm's output, d = dy, or with silu d = dz (written to
+ * dz), and its sums: s1 += d, s2 += d * xhat with xhat = (x - m) * r. */
+static void k_bwd_sums(const float *restrict x, const float *restrict dy, float *restrict dz, int64_t n,
+                       const float *restrict m, const float *restrict r, const float *restrict a,
+                       const float *restrict sh, bool silu, float *restrict s1, float *restrict s2) {
+  float t1[V] = {0}, t2[V] = {0};
+  int64_t i = 0;
+  if (silu) {
+    for (; i + V <= n; i += V)
+#pragma omp simd
+      for (int l = 0; l < V; l++) {
+        float d = silu_grad(x[i + l], dy[i + l], a[l], sh[l]);
+        dz[i + l] = d;
+        t1[l] += d;
+        t2[l] += d * (x[i + l] - m[l]) * r[l];
       }
+    for (int l = 0; i < n; i++, l++) {
+      float d = silu_grad(x[i], dy[i], a[l], sh[l]);
+      dz[i] = d;
+      t1[l] += d;
+      t2[l] += d * (x[i] - m[l]) * r[l];
+    }
+  } else {
+    for (; i + V <= n; i += V)
+#pragma omp simd
+      for (int l = 0; l < V; l++) {
+        t1[l] += dy[i + l];
+        t2[l] += dy[i + l] * (x[i + l] - m[l]) * r[l];
+      }
+    for (int l = 0; i < n; i++, l++) {
+      t1[l] += dy[i];
+      t2[l] += dy[i] * (x[i] - m[l]) * r[l];
     }
   }
+  for (int l = 0; l < V; l++) s1[l] += t1[l], s2[l] += t2[l];
 }
 
-/* With silu, dy is first taken through the activation: z = xhat * w + b is
- * recomputed and dz = dy * s (1 + z (1 - s)), s = sigmoid(z), into a
- * per-thread buffer of one group (it stays in cache for the second pass).
- * Then dx = rstd (dz w - mean(dz w) - xhat mean(dz w xhat)) over the group,
- * and dshift is the sum of dx over each channel's positions. */
-int md_group_norm_backward(const float *x, const float *shift, const float *w, const float *b, const float *mean,
-                           const float *rstd, const float *dy, float *dx, float *dshift, float *dw, float *db,
-                           int64_t n, int64_t c, int64_t hw, int64_t groups, bool silu) {
-  int64_t cg = c / groups, len = cg * hw;
-  double *sdy = calloc((size_t)(n * c + 1), sizeof *sdy), *sdyx = calloc((size_t)(n * c + 1), sizeof *sdyx);
-  if (!sdy || !sdyx) {
-    free(sdy), free(sdyx);
-    return md_error("group_norm backward: out of memory");
+/* v = A d + B x + C; dx += v (when dx is given); acc += v */
+static void k_bwd_apply(const float *restrict d, const float *restrict x, float *restrict dx, int64_t n,
+                        const float *restrict A, const float *restrict B, const float *restrict C,
+                        float *restrict acc) {
+  float t[V] = {0};
+  int64_t i = 0;
+  if (dx) {
+    for (; i + V <= n; i += V)
+#pragma omp simd
+      for (int l = 0; l < V; l++) {
+        float v = A[l] * d[i + l] + B[l] * x[i + l] + C[l];
+        dx[i + l] += v;
+        t[l] += v;
+      }
+    for (int l = 0; i < n; i++, l++) {
+      float v = A[l] * d[i] + B[l] * x[i] + C[l];
+      dx[i] += v;
+      t[l] += v;
+    }
+  } else {
+    for (; i + V <= n; i += V)
+#pragma omp simd
+      for (int l = 0; l < V; l++) t[l] += A[l] * d[i + l] + B[l] * x[i + l] + C[l];
+    for (int l = 0; i < n; i++, l++) t[l] += A[l] * d[i] + B[l] * x[i] + C[l];
   }
+  for (int l = 0; l < V; l++) acc[l] += t[l];
+}
+
+/* ---- per image ------------------------------------------------------------------------ */
+
+/* Scratch for one image: per-channel doubles and floats. */
+typedef struct {
+  double *s1, *s2; /* [c] */
+  float *m, *r, *a, *sh, *A, *B, *C; /* [c] */
+  float *dz;                         /* [c * hw], backward with silu */
+} gn_scratch;
+
+static bool scratch_alloc(gn_scratch *s, int64_t c, int64_t dz_floats) {
+  s->s1 = malloc((size_t)c * sizeof(double)), s->s2 = malloc((size_t)c * sizeof(double));
+  float *f = malloc((size_t)(7 * c) * sizeof(float));
+  s->m = f, s->r = f + c, s->a = f + 2 * c, s->sh = f + 3 * c, s->A = f + 4 * c, s->B = f + 5 * c, s->C = f + 6 * c;
+  s->dz = dz_floats ? malloc((size_t)dz_floats * sizeof(float)) : NULL;
+  return s->s1 && s->s2 && f && (!dz_floats || s->dz);
+}
+
+static void scratch_free(gn_scratch *s) {
+  free(s->s1), free(s->s2), free(s->m), free(s->dz);
+}
+
+int md_group_norm_forward(const float *x, const float *shift, const float *w, const float *b, float *y, float *mean,
+                          float *rstd, int64_t n, int64_t c, int64_t hw, int64_t groups, float eps, bool silu,
+                          bool blocked) {
+  gn_tiles g = tiles_of(c, hw, blocked);
+  int64_t cg = c / groups, len = cg * hw;
   bool failed = false;
 #pragma omp parallel
   {
-    float *dz = silu ? malloc((size_t)(len + 1) * sizeof(float)) : NULL;
-    if (silu && !dz) {
+    gn_scratch s = {0};
+    bool ok = scratch_alloc(&s, c, 0);
+    if (!ok) {
 #pragma omp atomic write
       failed = true;
     }
 #pragma omp for schedule(static)
-    for (int64_t ng = 0; ng < n * groups; ng++) {
-      if (silu && !dz) continue;
-      int64_t img = ng / groups, c0 = (ng % groups) * cg;
-      float mu = mean[ng], r = rstd[ng];
-      const float *xg = x + ng * len, *sg = shift ? shift + img * c + c0 : NULL;
-      const float *dyg = dy + ng * len, *dg = silu ? dz : dyg; /* the gradient at the norm's output */
-      double a1 = 0, a2 = 0; /* sums over the group of dz w and dz w xhat */
-      for (int64_t ci = 0; ci < cg; ci++) {
-        int64_t ch = c0 + ci;
-        float wc = w ? w[ch] : 1.0f, bc = b ? b[ch] : 0.0f, m = mu - (sg ? sg[ci] : 0.0f);
-        const float *xc = xg + ci * hw, *dyc = dyg + ci * hw;
-        float s1 = 0, s2 = 0;
-        if (silu) {
-          float *dzc = dz + ci * hw;
-#pragma omp simd reduction(+ : s1, s2)
-          for (int64_t i = 0; i < hw; i++) {
-            float xh = (xc[i] - m) * r, z = xh * wc + bc, s = md_sigmoidf(z);
-            float d = dyc[i] * s * (1.0f + z * (1.0f - s));
-            dzc[i] = d;
-            s1 += d;
-            s2 += d * xh;
-          }
-        } else {
-#pragma omp simd reduction(+ : s1, s2)
-          for (int64_t i = 0; i < hw; i++) {
-            float xh = (xc[i] - m) * r;
-            s1 += dyc[i];
-            s2 += dyc[i] * xh;
-          }
-        }
-        sdy[img * c + ch] = s1, sdyx[img * c + ch] = s2;
-        a1 += (double)s1 * wc;
-        a2 += (double)s2 * wc;
+    for (int64_t img = 0; img < n; img++) {
+      if (!ok) continue;
+      const float *xi = x + img * c * hw, *sh_in = shift ? shift + img * c : NULL;
+      float *yi = y + img * c * hw, acc[V];
+      memset(s.s1, 0, (size_t)c * sizeof(double));
+      memset(s.s2, 0, (size_t)c * sizeof(double));
+      for (int64_t t = 0; t < g.tiles; t++) {
+        memset(acc, 0, sizeof acc);
+        k_sum(xi + t * g.tile_len, g.tile_len, acc);
+        fold_lanes(&g, t, acc, s.s1);
       }
-      if (!dx && !dshift) continue;
-      float m1 = (float)(a1 / (double)len), m2 = (float)(a2 / (double)len);
-      for (int64_t ci = 0; ci < cg; ci++) {
-        int64_t ch = c0 + ci;
-        float wc = w ? w[ch] : 1.0f, m = mu - (sg ? sg[ci] : 0.0f);
-        const float *xc = xg + ci * hw, *dc = dg + ci * hw;
-        float *dxc = dx ? dx + ng * len + ci * hw : NULL, rs = 0;
-        if (dxc) {
-#pragma omp simd reduction(+ : rs)
-          for (int64_t i = 0; i < hw; i++) {
-            float v = r * (dc[i] * wc - m1 - (xc[i] - m) * r * m2);
-            dxc[i] += v;
-            rs += v;
-          }
-        } else {
-#pragma omp simd reduction(+ : rs)
-          for (int64_t i = 0; i < hw; i++) rs += r * (dc[i] * wc - m1 - (xc[i] - m) * r * m2);
+      for (int64_t gi = 0; gi < groups; gi++) { /* the group mean, then each channel's centre */
+        double sum = 0;
+        for (int64_t ch = gi * cg; ch < (gi + 1) * cg; ch++) sum += s.s1[ch] + (sh_in ? (double)sh_in[ch] * hw : 0.0);
+        float mu = (float)(sum / (double)len);
+        mean[img * groups + gi] = mu;
+        for (int64_t ch = gi * cg; ch < (gi + 1) * cg; ch++) s.m[ch] = mu - (sh_in ? sh_in[ch] : 0.0f);
+      }
+      for (int64_t t = 0; t < g.tiles; t++) {
+        float m[V];
+        lane_coefs(&g, t, s.m, m);
+        memset(acc, 0, sizeof acc);
+        k_centered_squares(xi + t * g.tile_len, g.tile_len, m, acc);
+        fold_lanes(&g, t, acc, s.s2);
+      }
+      for (int64_t gi = 0; gi < groups; gi++) {
+        double ss = 0;
+        for (int64_t ch = gi * cg; ch < (gi + 1) * cg; ch++) ss += s.s2[ch];
+        float r = (float)(1.0 / sqrt(ss / (double)len + eps));
+        rstd[img * groups + gi] = r;
+        for (int64_t ch = gi * cg; ch < (gi + 1) * cg; ch++) { /* y = (x - m) r w + b = x a + sh */
+          s.a[ch] = r * (w ? w[ch] : 1.0f);
+          s.sh[ch] = (b ? b[ch] : 0.0f) - s.m[ch] * s.a[ch];
         }
-        if (dshift) dshift[img * c + ch] += rs;
+      }
+      for (int64_t t = 0; t < g.tiles; t++) {
+        float a[V], sh[V];
+        lane_coefs(&g, t, s.a, a);
+        lane_coefs(&g, t, s.sh, sh);
+        k_affine(xi + t * g.tile_len, yi + t * g.tile_len, g.tile_len, a, sh, silu);
       }
     }
-    free(dz);
+    scratch_free(&s);
+  }
+  return failed ? md_error("group_norm: out of memory") : MD_OK;
+}
+
+/* dx = r (dz w - mean(dz w) - xhat mean(dz w xhat)) over the group, written
+ * per channel as A dz + B x + C; dshift is the sum of dx over each channel's
+ * positions. */
+int md_group_norm_backward(const float *x, const float *shift, const float *w, const float *b, const float *mean,
+                           const float *rstd, const float *dy, float *dx, float *dshift, float *dw, float *db,
+                           int64_t n, int64_t c, int64_t hw, int64_t groups, bool silu, bool blocked) {
+  gn_tiles g = tiles_of(c, hw, blocked);
+  int64_t cg = c / groups, len = cg * hw;
+  double *sdy = calloc((size_t)(n * c + 1), sizeof *sdy), *sdyx = calloc((size_t)(n * c + 1), sizeof *sdyx);
+  bool failed = !sdy || !sdyx;
+#pragma omp parallel if (!failed)
+  {
+    gn_scratch s = {0};
+    bool ok = !failed && scratch_alloc(&s, c, silu ? c * hw : 0);
+    if (!ok) {
+#pragma omp atomic write
+      failed = true;
+    }
+#pragma omp for schedule(static)
+    for (int64_t img = 0; img < n; img++) {
+      if (!ok) continue;
+      const float *xi = x + img * c * hw, *dyi = dy + img * c * hw, *sh_in = shift ? shift + img * c : NULL;
+      float *dxi = dx ? dx + img * c * hw : NULL, acc1[V], acc2[V];
+      for (int64_t gi = 0; gi < groups; gi++) {
+        float mu = mean[img * groups + gi], r = rstd[img * groups + gi];
+        for (int64_t ch = gi * cg; ch < (gi + 1) * cg; ch++) {
+          s.m[ch] = mu - (sh_in ? sh_in[ch] : 0.0f);
+          s.r[ch] = r;
+          s.a[ch] = r * (w ? w[ch] : 1.0f);
+          s.sh[ch] = (b ? b[ch] : 0.0f) - s.m[ch] * s.a[ch];
+        }
+      }
+      memset(s.s1, 0, (size_t)c * sizeof(double));
+      memset(s.s2, 0, (size_t)c * sizeof(double));
+      for (int64_t t = 0; t < g.tiles; t++) {
+        float m[V], r[V], a[V], sh[V];
+        lane_coefs(&g, t, s.m, m), lane_coefs(&g, t, s.r, r), lane_coefs(&g, t, s.a, a), lane_coefs(&g, t, s.sh, sh);
+        memset(acc1, 0, sizeof acc1);
+        memset(acc2, 0, sizeof acc2);
+        int64_t off = t * g.tile_len;
+        k_bwd_sums(xi + off, dyi + off, silu ? s.dz + off : NULL, g.tile_len, m, r, a, sh, silu, acc1, acc2);
+        fold_lanes(&g, t, acc1, s.s1);
+        fold_lanes(&g, t, acc2, s.s2);
+      }
+      for (int64_t ch = 0; ch < c; ch++) sdy[img * c + ch] = s.s1[ch], sdyx[img * c + ch] = s.s2[ch];
+      if (!dxi && !dshift) continue;
+      for (int64_t gi = 0; gi < groups; gi++) {
+        double a1 = 0, a2 = 0; /* sums over the group of dz w and dz w xhat */
+        for (int64_t ch = gi * cg; ch < (gi + 1) * cg; ch++) {
+          float wc = w ? w[ch] : 1.0f;
+          a1 += s.s1[ch] * wc;
+          a2 += s.s2[ch] * wc;
+        }
+        float r = rstd[img * groups + gi], m1 = (float)(a1 / (double)len), m2 = (float)(a2 / (double)len);
+        for (int64_t ch = gi * cg; ch < (gi + 1) * cg; ch++) {
+          s.A[ch] = r * (w ? w[ch] : 1.0f);
+          s.B[ch] = -r * r * m2;
+          s.C[ch] = r * r * m2 * s.m[ch] - r * m1;
+        }
+      }
+      memset(s.s1, 0, (size_t)c * sizeof(double));
+      for (int64_t t = 0; t < g.tiles; t++) {
+        float A[V], B[V], C[V];
+        lane_coefs(&g, t, s.A, A), lane_coefs(&g, t, s.B, B), lane_coefs(&g, t, s.C, C);
+        memset(acc1, 0, sizeof acc1);
+        int64_t off = t * g.tile_len;
+        k_bwd_apply(silu ? s.dz + off : dyi + off, xi + off, dxi ? dxi + off : NULL, g.tile_len, A, B, C, acc1);
+        fold_lanes(&g, t, acc1, s.s1);
+      }
+      if (dshift)
+        for (int64_t ch = 0; ch < c; ch++) dshift[img * c + ch] += (float)s.s1[ch];
+    }
+    scratch_free(&s);
   }
   if (!failed)
     for (int64_t img = 0; img < n; img++)
@@ -173,7 +349,7 @@ static int gn_backward(md_node *n, const float *dout, float *const *din) {
   int64_t hw = x->numel / (x->shape[0] * x->shape[1]);
   return md_group_norm_backward(md_data(x), data_or_null(n->inputs[3]), data_or_null(n->inputs[1]),
                                 data_or_null(n->inputs[2]), c->mean, c->rstd, dout, din[0], din[3], din[1], din[2],
-                                x->shape[0], x->shape[1], hw, n->iarg[0], n->iarg[1]);
+                                x->shape[0], x->shape[1], hw, n->iarg[0], n->iarg[1], md_is_blocked(x));
 }
 
 int md_group_norm(md_tensor **out, md_tensor *x, int64_t groups, md_tensor *weight, md_tensor *bias, float eps,
@@ -198,8 +374,12 @@ int md_group_norm(md_tensor **out, md_tensor *x, int64_t groups, md_tensor *weig
     if (ctx) gn_ctx_free(ctx);
     return md_error("group_norm: out of memory");
   }
-  md_group_norm_forward(md_data(x), data_or_null(shift), data_or_null(weight), data_or_null(bias), md_data(y),
-                        ctx->mean, ctx->rstd, n, c, hw, groups, eps, silu);
+  if (md_group_norm_forward(md_data(x), data_or_null(shift), data_or_null(weight), data_or_null(bias), md_data(y),
+                            ctx->mean, ctx->rstd, n, c, hw, groups, eps, silu, md_is_blocked(x)) != MD_OK) {
+    md_tensor_release(y);
+    gn_ctx_free(ctx);
+    return MD_ERR;
+  }
   md_node *node;
   if (md_record(&node, y, silu ? "group_norm_silu" : "group_norm", gn_backward, 4,
                 (md_tensor *[]){x, weight, bias, shift}) != MD_OK) {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../autograd.h"
+#include "vmath.h"
 
 /* Below this many elements a parallel region costs more than it saves. */
 #define PAR_MIN 32768
@@ -86,8 +87,11 @@ static const char *const binary_names[] = {"add", "sub", "mul", "div", "pow", "m
                                            "eq",  "ne",  "lt",  "le",  "gt",  "ge"};
 const char *md_binary_name(md_binary_op op) { return binary_names[op]; }
 
-static void binary_row(md_binary_op op, const float *a, int64_t sa, const float *b, int64_t sb,
-                       float *o, int64_t n) {
+/* One row of o = a op b, with element strides sa, sb (0: broadcast). Called
+ * through binary_row, which passes the common strides as constants so that
+ * the compiler emits vector code for them. */
+static inline void binary_row_strided(md_binary_op op, const float *a, int64_t sa, const float *b, int64_t sb,
+                                      float *o, int64_t n) {
   switch (op) {
   case MD_ADD: for (int64_t i = 0; i < n; i++) o[i] = a[i * sa] + b[i * sb]; break;
   case MD_SUB: for (int64_t i = 0; i < n; i++) o[i] = a[i * sa] - b[i * sb]; break;
@@ -105,42 +109,56 @@ static void binary_row(md_binary_op op, const float *a, int64_t sa, const float 
   }
 }
 
-/* d[i*sd] += g[i] * d(a op b)/d(operand k). With sd == 0 the row reduces. */
-static void binary_grad_row(md_binary_op op, int k, const float *a, int64_t sa, const float *b,
-                            int64_t sb, const float *g, float *d, int64_t sd, int64_t n) {
+static void binary_row(md_binary_op op, const float *a, int64_t sa, const float *b, int64_t sb, float *o,
+                       int64_t n) {
+  if (sa == 1 && sb == 1) binary_row_strided(op, a, 1, b, 1, o, n);
+  else if (sa == 1 && sb == 0) binary_row_strided(op, a, 1, b, 0, o, n);
+  else if (sa == 0 && sb == 1) binary_row_strided(op, a, 0, b, 1, o, n);
+  else binary_row_strided(op, a, sa, b, sb, o, n);
+}
+
+/* d(a op b)/d(operand k) at element i */
+static inline float binary_partial(md_binary_op op, int k, float ai, float bi) {
   switch (op) {
-  case MD_ADD:
-    for (int64_t i = 0; i < n; i++) d[i * sd] += g[i];
-    break;
-  case MD_SUB:
-    for (int64_t i = 0; i < n; i++) d[i * sd] += k == 0 ? g[i] : -g[i];
-    break;
-  case MD_MUL:
-    for (int64_t i = 0; i < n; i++) d[i * sd] += g[i] * (k == 0 ? b[i * sb] : a[i * sa]);
-    break;
-  case MD_DIV:
-    for (int64_t i = 0; i < n; i++) {
-      float bi = b[i * sb];
-      d[i * sd] += k == 0 ? g[i] / bi : -g[i] * a[i * sa] / (bi * bi);
-    }
-    break;
-  case MD_POW:
-    for (int64_t i = 0; i < n; i++) {
-      float ai = a[i * sa], bi = b[i * sb];
-      d[i * sd] += k == 0 ? g[i] * bi * powf(ai, bi - 1.0f) : g[i] * powf(ai, bi) * logf(ai);
-    }
-    break;
+  case MD_ADD: return 1.0f;
+  case MD_SUB: return k == 0 ? 1.0f : -1.0f;
+  case MD_MUL: return k == 0 ? bi : ai;
+  case MD_DIV: return k == 0 ? 1.0f / bi : -ai / (bi * bi);
+  case MD_POW: return k == 0 ? bi * powf(ai, bi - 1.0f) : powf(ai, bi) * logf(ai);
   case MD_MAXIMUM:
-  case MD_MINIMUM:
+  case MD_MINIMUM: {
     /* the larger (smaller) operand takes the gradient; a tie splits it */
-    for (int64_t i = 0; i < n; i++) {
-      float ai = a[i * sa], bi = b[i * sb], mine = k == 0 ? ai : bi, other = k == 0 ? bi : ai;
-      bool wins = op == MD_MAXIMUM ? mine > other : mine < other;
-      d[i * sd] += wins ? g[i] : mine == other ? 0.5f * g[i] : 0.0f;
-    }
-    break;
-  default: break; /* comparisons have no gradient */
+    float mine = k == 0 ? ai : bi, other = k == 0 ? bi : ai;
+    bool wins = op == MD_MAXIMUM ? mine > other : mine < other;
+    return wins ? 1.0f : mine == other ? 0.5f : 0.0f;
   }
+  default: return 0.0f; /* comparisons have no gradient */
+  }
+}
+
+/* d[i*sd] += g[i] * d(a op b)/d(operand k). With sd == 0 the row reduces
+ * into d[0]. Strides are passed as constants by binary_grad_row. */
+static inline void binary_grad_row_strided(md_binary_op op, int k, const float *a, int64_t sa, const float *b,
+                                           int64_t sb, const float *g, float *d, int64_t sd, int64_t n) {
+  if (sd == 0) {
+    float acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t i = 0; i < n; i++) acc += g[i] * binary_partial(op, k, a[i * sa], b[i * sb]);
+    d[0] += acc;
+    return;
+  }
+  if (op == MD_ADD || (op == MD_SUB && k == 0)) {
+    for (int64_t i = 0; i < n; i++) d[i * sd] += g[i];
+    return;
+  }
+  for (int64_t i = 0; i < n; i++) d[i * sd] += g[i] * binary_partial(op, k, a[i * sa], b[i * sb]);
+}
+
+static void binary_grad_row(md_binary_op op, int k, const float *a, int64_t sa, const float *b, int64_t sb,
+                            const float *g, float *d, int64_t sd, int64_t n) {
+  if (sa == 1 && sb == 1 && sd == 1) binary_grad_row_strided(op, k, a, 1, b, 1, g, d, 1, n);
+  else if (sd == 0) binary_grad_row_strided(op, k, a, sa, b, sb, g, d, 0, n);
+  else binary_grad_row_strided(op, k, a, sa, b, sb, g, d, sd, n);
 }
 
 static int binary_backward(md_node *n, const float *dout, float *const *din) {
@@ -176,7 +194,11 @@ int md_binary(md_tensor **out, md_binary_op op, md_tensor *a, md_tensor *b) {
   int nd;
   int64_t shape[MD_MAX_DIMS];
   if (md_broadcast_shape(binary_names[op], a, b, &nd, shape) != MD_OK) return MD_ERR;
-  md_tensor *o = md_tensor_new(nd, shape);
+  /* blocked operands: elementwise over the same layout, so the result keeps it */
+  bool blocked = md_is_blocked(a) || md_is_blocked(b);
+  if (blocked && !(md_is_blocked(a) && md_is_blocked(b) && md_same_shape(a, b)))
+    return md_error("internal: %s of blocked tensors needs both blocked and of one shape", binary_names[op]);
+  md_tensor *o = md_tensor_new_layout(nd, shape, blocked ? MD_LAYOUT_BLOCKED : MD_LAYOUT_PLAIN);
   if (!o) return MD_ERR;
   plan p;
   plan_init(&p, nd, shape, 2, (const md_tensor *[]){a, b});
@@ -202,6 +224,8 @@ int md_binary_(md_binary_op op, md_tensor *a, const md_tensor *b) {
     return md_error("%s_: in-place result must keep the shape %s, but %s broadcasts it", binary_names[op],
                     md_shape_str(a, ba, sizeof ba), md_shape_str(b, bb, sizeof bb));
   }
+  if (md_is_blocked(a) || md_is_blocked(b))
+    return md_error("internal: %s_ needs plain tensors (the binding converts them)", binary_names[op]);
   if (md_begin_inplace(a, binary_names[op]) != MD_OK) return MD_ERR;
   plan p;
   plan_init(&p, nd, shape, 2, (const md_tensor *[]){a, b});
@@ -216,7 +240,6 @@ static const char *const unary_names[] = {
     "sigmoid", "tanh", "relu", "silu", "affine", "reciprocal", "pow", "clamp"};
 const char *md_unary_name(md_unary_op op) { return unary_names[op]; }
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 static void unary_forward(md_unary_op op, const float *x, float *y, int64_t n, float p0, float p1) {
   switch (op) {
@@ -229,10 +252,10 @@ static void unary_forward(md_unary_op op, const float *x, float *y, int64_t n, f
   case MD_ABS: PAR for (int64_t i = 0; i < n; i++) y[i] = fabsf(x[i]); break;
   case MD_SIN: PAR for (int64_t i = 0; i < n; i++) y[i] = sinf(x[i]); break;
   case MD_COS: PAR for (int64_t i = 0; i < n; i++) y[i] = cosf(x[i]); break;
-  case MD_SIGMOID: PAR for (int64_t i = 0; i < n; i++) y[i] = sigmoidf(x[i]); break;
+  case MD_SIGMOID: PAR for (int64_t i = 0; i < n; i++) y[i] = md_sigmoidf(x[i]); break;
   case MD_TANH: PAR for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]); break;
   case MD_RELU: PAR for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.0f; break;
-  case MD_SILU: PAR for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(x[i]); break;
+  case MD_SILU: PAR for (int64_t i = 0; i < n; i++) y[i] = x[i] * md_sigmoidf(x[i]); break;
   case MD_AFFINE: PAR for (int64_t i = 0; i < n; i++) y[i] = p0 * x[i] + p1; break;
   case MD_RECIP: PAR for (int64_t i = 0; i < n; i++) y[i] = p0 / x[i]; break;
   case MD_POWS:
@@ -264,7 +287,7 @@ static void unary_backward_kernel(md_unary_op op, const float *x, const float *y
     case MD_TANH: d = 1.0f - y[i] * y[i]; break;
     case MD_RELU: d = x[i] > 0 ? 1.0f : 0.0f; break;
     case MD_SILU: {
-      float s = sigmoidf(x[i]);
+      float s = md_sigmoidf(x[i]);
       d = s * (1.0f + x[i] * (1.0f - s));
       break;
     }

@@ -6,24 +6,34 @@
 
 /* ---- kernels: one (image, channel) plane per iteration ------------------------------------ */
 
-void md_upsample_nearest_forward(const float *x, float *y, int64_t planes, int64_t h, int64_t w, int64_t s) {
+/* Planes of h x w pixels of vec floats: vec = 1 in NCHW (a plane per
+ * (image, channel)), 16 in the blocked layout (a plane per (image, channel
+ * block)). The public kernels pass vec as a constant. */
+static inline void upsample_planes(const float *x, float *y, int64_t planes, int64_t h, int64_t w, int64_t s,
+                                   const int64_t vec, bool backward) {
 #pragma omp parallel for schedule(static)
   for (int64_t p = 0; p < planes; p++)
     for (int64_t oy = 0; oy < h * s; oy++) {
-      const float *xrow = x + (p * h + oy / s) * w;
-      float *yrow = y + (p * h * s + oy) * w * s;
-      for (int64_t ox = 0; ox < w * s; ox++) yrow[ox] = xrow[ox / s];
+      const int64_t in_row = (p * h + oy / s) * w * vec, out_row = (p * h * s + oy) * w * s * vec;
+      for (int64_t ox = 0; ox < w * s; ox++)
+        for (int64_t l = 0; l < vec; l++) {
+          if (backward) y[in_row + (ox / s) * vec + l] += x[out_row + ox * vec + l];
+          else y[out_row + ox * vec + l] = x[in_row + (ox / s) * vec + l];
+        }
     }
 }
 
-void md_upsample_nearest_backward(const float *dy, float *dx, int64_t planes, int64_t h, int64_t w, int64_t s) {
-#pragma omp parallel for schedule(static)
-  for (int64_t p = 0; p < planes; p++)
-    for (int64_t oy = 0; oy < h * s; oy++) {
-      float *xrow = dx + (p * h + oy / s) * w;
-      const float *yrow = dy + (p * h * s + oy) * w * s;
-      for (int64_t ox = 0; ox < w * s; ox++) xrow[ox / s] += yrow[ox];
-    }
+void md_upsample_nearest_forward(const float *x, float *y, int64_t planes, int64_t h, int64_t w, int64_t s,
+                                 bool blocked) {
+  if (blocked) upsample_planes(x, y, planes / MD_BLOCK, h, w, s, MD_BLOCK, false);
+  else upsample_planes(x, y, planes, h, w, s, 1, false);
+}
+
+/* dx += the sum of dy over each input pixel's s x s copies */
+void md_upsample_nearest_backward(const float *dy, float *dx, int64_t planes, int64_t h, int64_t w, int64_t s,
+                                  bool blocked) {
+  if (blocked) upsample_planes(dy, dx, planes / MD_BLOCK, h, w, s, MD_BLOCK, true);
+  else upsample_planes(dy, dx, planes, h, w, s, 1, true);
 }
 
 void md_avg_pool2d_forward(const float *x, float *y, int64_t planes, int64_t h, int64_t w, int64_t k, int64_t st) {
@@ -59,7 +69,8 @@ void md_avg_pool2d_backward(const float *dy, float *dx, int64_t planes, int64_t 
 static int upsample_backward(md_node *n, const float *dout, float *const *din) {
   const md_tensor *x = n->inputs[0];
   if (din[0])
-    md_upsample_nearest_backward(dout, din[0], x->shape[0] * x->shape[1], x->shape[2], x->shape[3], n->iarg[0]);
+    md_upsample_nearest_backward(dout, din[0], x->shape[0] * x->shape[1], x->shape[2], x->shape[3], n->iarg[0],
+                                 md_is_blocked(x));
   return MD_OK;
 }
 
@@ -73,9 +84,9 @@ int md_upsample_nearest(md_tensor **out, md_tensor *x, int64_t s) {
     return md_error("upsample_nearest: scale %lld makes the output too large for input %s", (long long)s,
                     md_shape_str(x, sx, sizeof sx));
   int64_t shape[4] = {x->shape[0], x->shape[1], h * s, w * s};
-  md_tensor *y = md_tensor_new(4, shape);
+  md_tensor *y = md_tensor_new_layout(4, shape, x->storage->layout);
   if (!y) return MD_ERR;
-  md_upsample_nearest_forward(md_data(x), md_data(y), x->shape[0] * x->shape[1], h, w, s);
+  md_upsample_nearest_forward(md_data(x), md_data(y), x->shape[0] * x->shape[1], h, w, s, md_is_blocked(x));
   md_node *n;
   if (md_record(&n, y, "upsample_nearest", upsample_backward, 1, &x) != MD_OK) {
     md_tensor_release(y);

@@ -6,9 +6,14 @@
 
 #include <stdint.h>
 
-/* x [planes, h, w] -> y [planes, h*s, w*s] */
-void md_upsample_nearest_forward(const float *x, float *y, int64_t planes, int64_t h, int64_t w, int64_t s);
-void md_upsample_nearest_backward(const float *dy, float *dx, int64_t planes, int64_t h, int64_t w, int64_t s);
+#include <stdbool.h>
+
+/* x [planes, h, w] -> y [planes, h*s, w*s]; blocked: the same tensors in
+ * the blocked layout (planes = N * C with C a multiple of 16) */
+void md_upsample_nearest_forward(const float *x, float *y, int64_t planes, int64_t h, int64_t w, int64_t s,
+                                 bool blocked);
+void md_upsample_nearest_backward(const float *dy, float *dx, int64_t planes, int64_t h, int64_t w, int64_t s,
+                                  bool blocked);
 
 /* x [planes, h, w] -> y [planes, (h-k)/st+1, (w-k)/st+1], no padding */
 void md_avg_pool2d_forward(const float *x, float *y, int64_t planes, int64_t h, int64_t w, int64_t k, int64_t st);

@@ -5,6 +5,7 @@
  * and linear kernels against naive references; argument errors. */
 #include "autograd.h"
 #include "backend/dnnl_conv.h"
+#include "ops/blocked.h"
 #include "ops/conv.h"
 #include "ops/linear.h"
 #include "ops/nn.h"
@@ -90,7 +91,8 @@ END_TEST
 
 /* Runs both engines with the given subset of gradients requested (each
  * starting from the same non-zero values, since both accumulate). */
-static void compare_engines_with(md_conv_shape s, bool winograd, bool want_dx, bool want_dw, bool want_db, bool bias) {
+static void compare_engines_with(md_conv_shape s, bool winograd, bool x_blocked, bool y_blocked, bool want_dx,
+                                 bool want_dw, bool want_db, bool bias) {
   int64_t nx = s.n * s.c * s.h * s.w, nw = s.o * s.c * s.k * s.k, ny = s.n * s.o * s.ho * s.wo;
   float *x = malloc(nx * sizeof *x), *w = malloc(nw * sizeof *w), *b = malloc(s.o * sizeof *b);
   float *dy = malloc(ny * sizeof *dy), *y[2], *dx[2], *dw[2], *db[2];
@@ -101,14 +103,30 @@ static void compare_engines_with(md_conv_shape s, bool winograd, bool want_dx, b
     fill_uniform(dx[e], nx, 31), fill_uniform(dw[e], nw, 32), fill_uniform(db[e], s.o, 33);
   }
   ck_assert_int_eq(md_conv2d_im2col_forward(&s, x, w, bias ? b : NULL, y[0]), MD_OK);
-  ck_assert_int_eq(md_dnnl_conv_forward(&s, winograd, x, w, bias ? b : NULL, y[1]), MD_OK);
-  ck_assert_close(y[1], y[0], ny, 1e-4, 1e-4);
   ck_assert_int_eq(md_conv2d_im2col_backward(&s, x, w, dy, want_dx ? dx[0] : NULL, want_dw ? dw[0] : NULL,
                                              want_db ? db[0] : NULL),
                    MD_OK);
-  ck_assert_int_eq(md_dnnl_conv_backward(&s, winograd, x, w, dy, want_dx ? dx[1] : NULL, want_dw ? dw[1] : NULL,
+  /* oneDNN reads x, dy and dx (which it accumulates into) in the shape's
+   * layouts, and writes y in its layout: convert in and out around it */
+  md_conv_shape d = s;
+  float *xl = x, *dyl = dy, *dxl = dx[1], *yl = y[1];
+  if (x_blocked) {
+    d.x_layout = MD_LAYOUT_BLOCKED;
+    xl = malloc(nx * 4), dxl = malloc(nx * 4);
+    md_block_kernel(x, xl, s.n, s.c, s.h * s.w, false), md_block_kernel(dx[1], dxl, s.n, s.c, s.h * s.w, false);
+  }
+  if (y_blocked) {
+    d.y_layout = MD_LAYOUT_BLOCKED;
+    yl = malloc(ny * 4), dyl = malloc(ny * 4);
+    md_block_kernel(dy, dyl, s.n, s.o, s.ho * s.wo, false);
+  }
+  ck_assert_int_eq(md_dnnl_conv_forward(&d, winograd, xl, w, bias ? b : NULL, yl), MD_OK);
+  ck_assert_int_eq(md_dnnl_conv_backward(&d, winograd, xl, w, dyl, want_dx ? dxl : NULL, want_dw ? dw[1] : NULL,
                                          want_db ? db[1] : NULL),
                    MD_OK);
+  if (y_blocked) md_unblock_kernel(yl, y[1], s.n, s.o, s.ho * s.wo, false), free(yl), free(dyl);
+  if (x_blocked) md_unblock_kernel(dxl, dx[1], s.n, s.c, s.h * s.w, false), free(xl), free(dxl);
+  ck_assert_close(y[1], y[0], ny, 1e-4, 1e-4);
   /* untouched buffers stay equal to their (equal) starting values */
   ck_assert_close(dx[1], dx[0], nx, 1e-4, 1e-4);
   ck_assert_close(dw[1], dw[0], nw, 2e-3, 1e-4);
@@ -117,10 +135,16 @@ static void compare_engines_with(md_conv_shape s, bool winograd, bool want_dx, b
   free(x), free(w), free(b), free(dy);
 }
 
-/* both oneDNN algorithms against im2col */
+/* both oneDNN algorithms against im2col, on plain buffers and, where the
+ * channels allow, on blocked ones (x, y, or both) */
 static void compare_engines(md_conv_shape s, bool want_dx, bool want_dw, bool want_db, bool bias) {
-  compare_engines_with(s, false, want_dx, want_dw, want_db, bias);
-  compare_engines_with(s, true, want_dx, want_dw, want_db, bias);
+  bool xb = s.c % 16 == 0, yb = s.o % 16 == 0;
+  for (int wino = 0; wino < 2; wino++)
+    for (int layouts = 0; layouts < 4; layouts++) {
+      bool bx = layouts & 1, by = layouts & 2;
+      if ((bx && !xb) || (by && !yb)) continue;
+      compare_engines_with(s, wino, bx, by, want_dx, want_dw, want_db, bias);
+    }
 }
 
 START_TEST(dnnl_matches_im2col_at_unet_widths) {
@@ -144,7 +168,7 @@ START_TEST(dnnl_winograd_matches_im2col) {
     if (__builtin_cpu_supports("avx512f"))
       ck_assert_msg(strstr(impl, "wino") != NULL, "expected a Winograd kernel, oneDNN chose %s", impl);
     ck_assert_ptr_null(strstr(md_dnnl_conv_impl(&shapes[i], false), "wino"));
-    compare_engines_with(shapes[i], true, true, true, true, true);
+    compare_engines_with(shapes[i], true, true, true, true, true, true, true);
   }
   md_conv_shape small = conv_shape(1, 32, 28, 28, 32, 3, 1, 1); /* batch 1: the direct kernel is faster */
   ck_assert_ptr_null(strstr(md_dnnl_conv_impl(&small, true), "wino"));
@@ -243,7 +267,7 @@ static void check_pool(bool upsample, int64_t planes, int64_t h, int64_t w, int6
   float *r = malloc(ny * sizeof *r), *dx = malloc(nx * sizeof *dx);
   fill_uniform(x, nx, 41), fill_uniform(r, ny, 42);
   if (upsample) {
-    md_upsample_nearest_forward(x, y, planes, h, w, a);
+    md_upsample_nearest_forward(x, y, planes, h, w, a, false);
     naive_upsample(x, ry, planes, h, w, a);
   } else {
     md_avg_pool2d_forward(x, y, planes, h, w, a, b);
@@ -251,7 +275,7 @@ static void check_pool(bool upsample, int64_t planes, int64_t h, int64_t w, int6
   }
   ck_assert_close(y, ry, ny, 1e-6, 1e-5);
   for (int64_t i = 0; i < nx; i++) dx[i] = 1.0f;
-  if (upsample) md_upsample_nearest_backward(r, dx, planes, h, w, a);
+  if (upsample) md_upsample_nearest_backward(r, dx, planes, h, w, a, false);
   else md_avg_pool2d_backward(r, dx, planes, h, w, a, b);
   double lhs = 0, rhs = 0;
   for (int64_t i = 0; i < ny; i++) lhs += (double)ry[i] * r[i];
@@ -273,7 +297,26 @@ static void check_pool(bool upsample, int64_t planes, int64_t h, int64_t w, int6
   free(x), free(y), free(ry), free(r), free(dx), free(ref);
 }
 
+/* The blocked kernels give the blocked form of the plain kernels' results. */
+static void check_upsample_blocked(int64_t n, int64_t c, int64_t h, int64_t w, int64_t s) {
+  int64_t nx = n * c * h * w, ny = nx * s * s;
+  float *x = malloc(nx * 4), *xb = malloc(nx * 4), *y = malloc(ny * 4), *yb = malloc(ny * 4), *got = malloc(ny * 4);
+  float *r = malloc(ny * 4), *rb = malloc(ny * 4), *dx = calloc(nx, 4), *dxb = calloc(nx, 4), *dgot = malloc(nx * 4);
+  fill_uniform(x, nx, 43), fill_uniform(r, ny, 44);
+  md_block_kernel(x, xb, n, c, h * w, false), md_block_kernel(r, rb, n, c, h * w * s * s, false);
+  md_upsample_nearest_forward(x, y, n * c, h, w, s, false);
+  md_upsample_nearest_forward(xb, yb, n * c, h, w, s, true);
+  md_unblock_kernel(yb, got, n, c, h * w * s * s, false);
+  ck_assert_close(got, y, ny, 1e-7, 1e-7);
+  md_upsample_nearest_backward(r, dx, n * c, h, w, s, false);
+  md_upsample_nearest_backward(rb, dxb, n * c, h, w, s, true);
+  md_unblock_kernel(dxb, dgot, n, c, h * w, false);
+  ck_assert_close(dgot, dx, nx, 1e-6, 1e-6);
+  free(x), free(xb), free(y), free(yb), free(got), free(r), free(rb), free(dx), free(dxb), free(dgot);
+}
+
 START_TEST(upsample_and_avg_pool_match_naive) {
+  check_upsample_blocked(2, 32, 7, 5, 2);
   check_pool(true, 6, 7, 7, 2, 0);
   check_pool(true, 2, 3, 5, 3, 0);
   check_pool(true, 3, 4, 4, 1, 0);

@@ -2,6 +2,7 @@
  * group norm (forward and backward), attention (forward and backward),
  * broadcasting arithmetic, reductions, matmul. */
 #include "autograd.h"
+#include "ops/blocked.h"
 #include "ops/linalg.h"
 #include "ops/nn.h"
 #include "ops/pointwise.h"
@@ -53,31 +54,62 @@ static double gn_loss(void *p) {
   return acc;
 }
 
-/* _i: bit 0 fuses SiLU, bit 1 adds a per-(image, channel) shift; hw = 37
- * leaves a tail after the vector lanes */
+/* _i: bit 0 fuses SiLU, bit 1 adds a per-(image, channel) shift, bit 2 runs
+ * the blocked layout (32 channels in 2 groups, so a group spans a block;
+ * plain has 8 channels in 4 groups); hw = 37 leaves a tail after the vector
+ * lanes. The kernels see blocked copies and their results are unblocked
+ * before the comparison. */
 START_TEST(group_norm_matches_naive_and_finite_differences) {
-  gn_case k = {.n = 2, .c = 8, .hw = 37, .g = 4, .silu = _i & 1};
+  bool blocked = _i & 4;
+  gn_case k = {.n = 2, .c = blocked ? 32 : 8, .hw = 37, .g = blocked ? 2 : 4, .silu = _i & 1};
   int64_t total = k.n * k.c * k.hw;
   k.x = malloc(total * 4), k.r = malloc(total * 4), k.w = malloc(k.c * 4), k.b = malloc(k.c * 4);
   k.s = _i & 2 ? malloc(k.n * k.c * 4) : NULL;
   fill_uniform(k.x, total, 1), fill_uniform(k.r, total, 2), fill_uniform(k.w, k.c, 3), fill_uniform(k.b, k.c, 4);
   if (k.s) fill_uniform(k.s, k.n * k.c, 7);
   float *y = malloc(total * 4), *mean = malloc(k.n * k.g * 4), *rstd = malloc(k.n * k.g * 4), *fy = malloc(total * 4);
+  float *kx = malloc(total * 4), *kr = malloc(total * 4), *ky = malloc(total * 4), *kdx = calloc(total, 4);
   double *ry = malloc(total * sizeof *ry);
-  md_group_norm_forward(k.x, k.s, k.w, k.b, y, mean, rstd, k.n, k.c, k.hw, k.g, 1e-5f, k.silu);
+  if (blocked) md_block_kernel(k.x, kx, k.n, k.c, k.hw, false), md_block_kernel(k.r, kr, k.n, k.c, k.hw, false);
+  else memcpy(kx, k.x, total * 4), memcpy(kr, k.r, total * 4);
+  ck_assert_int_eq(md_group_norm_forward(kx, k.s, k.w, k.b, ky, mean, rstd, k.n, k.c, k.hw, k.g, 1e-5f, k.silu, blocked),
+                   MD_OK);
+  if (blocked) md_unblock_kernel(ky, y, k.n, k.c, k.hw, false);
+  else memcpy(y, ky, total * 4);
   naive_gn_act(&k, ry);
   for (int64_t i = 0; i < total; i++) fy[i] = (float)ry[i];
   ck_assert_close(y, fy, total, 1e-5, 1e-4);
   float *dx = calloc(total, 4), *dw = calloc(k.c, 4), *db = calloc(k.c, 4), *ds = calloc(k.n * k.c, 4);
-  ck_assert_int_eq(md_group_norm_backward(k.x, k.s, k.w, k.b, mean, rstd, k.r, dx, k.s ? ds : NULL, dw, db, k.n, k.c,
-                                          k.hw, k.g, k.silu),
+  ck_assert_int_eq(md_group_norm_backward(kx, k.s, k.w, k.b, mean, rstd, kr, kdx, k.s ? ds : NULL, dw, db, k.n, k.c,
+                                          k.hw, k.g, k.silu, blocked),
                    MD_OK);
+  if (blocked) md_unblock_kernel(kdx, dx, k.n, k.c, k.hw, false);
+  else memcpy(dx, kdx, total * 4);
   ck_assert(grad_check(gn_loss, &k, k.x, dx, total, 1e-2f, 50) <= 1.0);
   ck_assert(grad_check(gn_loss, &k, k.w, dw, k.c, 1e-2f, 50) <= 1.0);
   ck_assert(grad_check(gn_loss, &k, k.b, db, k.c, 1e-2f, 50) <= 1.0);
   if (k.s) ck_assert(grad_check(gn_loss, &k, k.s, ds, k.n * k.c, 1e-2f, 50) <= 1.0);
   free(k.x), free(k.s), free(k.r), free(k.w), free(k.b), free(y), free(mean), free(rstd), free(fy), free(ry);
-  free(dx), free(dw), free(db), free(ds);
+  free(dx), free(dw), free(db), free(ds), free(kx), free(kr), free(ky), free(kdx);
+}
+END_TEST
+
+/* The layout conversions are inverse permutations: block then unblock is
+ * the identity, and blocked element (n, c, p) sits at ((n C/16 + c/16) hw + p) 16 + c%16. */
+START_TEST(block_and_unblock_are_inverse_permutations) {
+  int64_t n = 2, c = 32, hw = 5, total = n * c * hw;
+  float *x = malloc(total * 4), *bl = malloc(total * 4), *back = malloc(total * 4);
+  fill_uniform(x, total, 9);
+  md_block_kernel(x, bl, n, c, hw, false);
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t ch = 0; ch < c; ch++)
+      for (int64_t p = 0; p < hw; p++)
+        ck_assert_float_eq(bl[((i * (c / 16) + ch / 16) * hw + p) * 16 + ch % 16], x[(i * c + ch) * hw + p]);
+  md_unblock_kernel(bl, back, n, c, hw, false);
+  for (int64_t i = 0; i < total; i++) ck_assert_float_eq(back[i], x[i]);
+  md_unblock_kernel(bl, back, n, c, hw, true); /* accumulating doubles it */
+  for (int64_t i = 0; i < total; i++) ck_assert_float_eq(back[i], 2 * x[i]);
+  free(x), free(bl), free(back);
 }
 END_TEST
 
@@ -213,7 +245,8 @@ Suite *make_suite(void) {
   Suite *s = suite_create("layers");
   TCase *tc = tcase_create("kernels");
   tcase_set_timeout(tc, 60);
-  tcase_add_loop_test(tc, group_norm_matches_naive_and_finite_differences, 0, 4);
+  tcase_add_loop_test(tc, group_norm_matches_naive_and_finite_differences, 0, 8);
+  tcase_add_test(tc, block_and_unblock_are_inverse_permutations);
   tcase_add_test(tc, attention_matches_naive_and_finite_differences);
   tcase_add_test(tc, broadcast_binary_matches_naive);
   tcase_add_test(tc, reductions_match_naive);

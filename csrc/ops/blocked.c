@@ -1,0 +1,106 @@
+#include "blocked.h"
+
+#include <string.h>
+
+#include "../alloc.h"
+#include "../autograd.h"
+
+/* Each (image, 16-channel block) is a [16, hw] plain tile transposed into
+ * [hw, 16]; tiles are independent. */
+void md_block_kernel(const float *plain, float *blocked, int64_t n, int64_t c, int64_t hw, bool accumulate) {
+  int64_t tiles = n * (c / MD_BLOCK);
+#pragma omp parallel for if (tiles * hw * MD_BLOCK > 32768) schedule(static)
+  for (int64_t t = 0; t < tiles; t++) {
+    const float *src = plain + t * MD_BLOCK * hw;
+    float *dst = blocked + t * MD_BLOCK * hw;
+    for (int64_t p = 0; p < hw; p++) {
+      if (accumulate) {
+#pragma omp simd
+        for (int l = 0; l < MD_BLOCK; l++) dst[p * MD_BLOCK + l] += src[l * hw + p];
+      } else {
+#pragma omp simd
+        for (int l = 0; l < MD_BLOCK; l++) dst[p * MD_BLOCK + l] = src[l * hw + p];
+      }
+    }
+  }
+}
+
+void md_unblock_kernel(const float *blocked, float *plain, int64_t n, int64_t c, int64_t hw, bool accumulate) {
+  int64_t tiles = n * (c / MD_BLOCK);
+#pragma omp parallel for if (tiles * hw * MD_BLOCK > 32768) schedule(static)
+  for (int64_t t = 0; t < tiles; t++) {
+    const float *src = blocked + t * MD_BLOCK * hw;
+    float *dst = plain + t * MD_BLOCK * hw;
+    for (int l = 0; l < MD_BLOCK; l++) {
+      if (accumulate) {
+#pragma omp simd
+        for (int64_t p = 0; p < hw; p++) dst[l * hw + p] += src[p * MD_BLOCK + l];
+      } else {
+#pragma omp simd
+        for (int64_t p = 0; p < hw; p++) dst[l * hw + p] = src[p * MD_BLOCK + l];
+      }
+    }
+  }
+}
+
+static int64_t plane(const md_tensor *x) { return x->shape[2] * x->shape[3]; }
+
+static int to_plain_backward(md_node *n, const float *dout, float *const *din) {
+  const md_tensor *x = n->inputs[0];
+  if (din[0]) md_block_kernel(dout, din[0], x->shape[0], x->shape[1], plane(x), true);
+  return MD_OK;
+}
+
+static int to_blocked_backward(md_node *n, const float *dout, float *const *din) {
+  const md_tensor *x = n->inputs[0];
+  if (din[0]) md_unblock_kernel(dout, din[0], x->shape[0], x->shape[1], plane(x), true);
+  return MD_OK;
+}
+
+static int convert(md_tensor **out, md_tensor *x, md_layout to) {
+  if (x->storage->layout == to) {
+    md_tensor_retain(x);
+    *out = x;
+    return MD_OK;
+  }
+  md_tensor *y = md_tensor_new_layout(x->ndim, x->shape, to);
+  if (!y) return MD_ERR;
+  if (to == MD_LAYOUT_PLAIN) md_unblock_kernel(md_data(x), md_data(y), x->shape[0], x->shape[1], plane(x), false);
+  else md_block_kernel(md_data(x), md_data(y), x->shape[0], x->shape[1], plane(x), false);
+  md_node *n;
+  if (md_record(&n, y, to == MD_LAYOUT_PLAIN ? "to_plain" : "to_blocked",
+                to == MD_LAYOUT_PLAIN ? to_plain_backward : to_blocked_backward, 1, &x) != MD_OK) {
+    md_tensor_release(y);
+    return MD_ERR;
+  }
+  *out = y;
+  return MD_OK;
+}
+
+int md_to_plain(md_tensor **out, md_tensor *x) { return convert(out, x, MD_LAYOUT_PLAIN); }
+
+int md_to_blocked(md_tensor **out, md_tensor *x) {
+  if (!md_blockable(x->ndim, x->shape)) {
+    char buf[MD_SHAPE_STR_LEN];
+    return md_error("to_blocked: needs N x C x H x W with C a multiple of %d, got %s", MD_BLOCK,
+                    md_shape_str(x, buf, sizeof buf));
+  }
+  return convert(out, x, MD_LAYOUT_BLOCKED);
+}
+
+int md_make_plain_inplace(md_tensor *t) {
+  if (!md_is_blocked(t)) return MD_OK;
+  md_tensor *p = md_tensor_new(t->ndim, t->shape);
+  if (!p) return MD_ERR;
+  md_unblock_kernel(md_data(t), md_data(p), t->shape[0], t->shape[1], plane(t), false);
+  /* swap storages: t takes the plain one, p releases the blocked one. The
+   * old storage's version moves on, so nodes that saved it refuse to sweep,
+   * and the new one starts past every version recorded for t. */
+  md_storage *old = t->storage;
+  old->version++;
+  t->storage = p->storage;
+  t->storage->version = old->version;
+  p->storage = old;
+  md_tensor_release(p);
+  return MD_OK;
+}
