@@ -319,6 +319,13 @@ static int t_grad_fn(lua_State *L) {
   return 1;
 }
 
+/* t:layout() -> "nchw" or "nChw16c" (oneDNN's blocked layout, see tensor.h):
+ * how the values are held, which only performance can tell apart */
+static int t_layout(lua_State *L) {
+  lua_pushstring(L, md_is_blocked(mdl_check_any(L, 1)) ? "nChw16c" : "nchw");
+  return 1;
+}
+
 static int t_detach(lua_State *L) {
   md_tensor *t = mdl_check_any(L, 1);
   return mdl_push(L, md_tensor_alias(t, 0, t->ndim, t->shape));
@@ -440,6 +447,7 @@ const luaL_Reg mdl_tensor_methods[] = {
     {"is_leaf", t_is_leaf},
     {"grad_fn", t_grad_fn},
     {"detach", t_detach},
+    {"layout", t_layout},
     {"backward", t_backward},
     {NULL, NULL},
 };
