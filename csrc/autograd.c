@@ -161,6 +161,29 @@ static float *zeroed(int64_t n) {
   return p;
 }
 
+/* Whether input i of n may get an uninitialised gradient buffer: n's
+ * backward assigns into fresh buffers, and the input does not appear twice
+ * in the node (both slots would then add into one buffer). Sets fresh[i]. */
+static bool may_assign(md_node *n, int i) {
+  bool assign = n->assigns;
+  for (int j = 0; j < n->ninputs; j++) assign = assign && (j == i || n->inputs[j] != n->inputs[i]);
+  n->fresh[i] = assign;
+  return assign;
+}
+
+/* A first gradient buffer for input i of n. */
+static float *new_grad_buf(md_node *n, int i, int64_t numel) {
+  if (!may_assign(n, i)) return zeroed(numel);
+  float *p = md_alloc_floats(numel);
+  if (!p) md_error("backward: out of memory for a gradient of %lld floats", (long long)numel);
+  return p;
+}
+
+/* The same for a leaf's .grad or a target's gradient, shaped like `like`. */
+static md_tensor *new_grad_tensor(md_node *n, int i, const md_tensor *like) {
+  return may_assign(n, i) ? md_tensor_empty_like(like) : md_tensor_zeros_like(like);
+}
+
 static int sweep(md_tensor *root, const md_tensor *grad_root, int ntargets,
                  md_tensor *const *targets, md_tensor **grads, bool retain_graph) {
   if (!root->grad_fn)
@@ -243,16 +266,17 @@ static int sweep(md_tensor *root, const md_tensor *grad_root, int ntargets,
     float *din[MD_NODE_MAX_INPUTS] = {0};
     for (int i = 0; i < n->ninputs && rc == MD_OK; i++) {
       md_tensor *in = n->inputs[i];
+      n->fresh[i] = false;
       if (!edge_needed(in, ntargets, targets)) continue;
       if (in->grad_fn) {
-        if (!in->grad_fn->grad_buf && !(in->grad_fn->grad_buf = zeroed(in->numel))) rc = MD_ERR;
+        if (!in->grad_fn->grad_buf && !(in->grad_fn->grad_buf = new_grad_buf(n, i, in->numel))) rc = MD_ERR;
         din[i] = in->grad_fn->grad_buf;
       } else if (targets) {
         int t = target_index(in, ntargets, targets);
-        if (!grads[t] && !(grads[t] = md_tensor_zeros_like(in))) rc = MD_ERR;
+        if (!grads[t] && !(grads[t] = new_grad_tensor(n, i, in))) rc = MD_ERR;
         if (grads[t]) din[i] = md_data(grads[t]);
       } else {
-        if (!in->grad && !(in->grad = md_tensor_zeros_like(in))) rc = MD_ERR;
+        if (!in->grad && !(in->grad = new_grad_tensor(n, i, in))) rc = MD_ERR;
         if (in->grad) din[i] = md_data(in->grad);
       }
     }

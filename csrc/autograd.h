@@ -30,8 +30,13 @@
 #define MD_NODE_MAX_INPUTS 4
 #define MD_NODE_MAX_SAVED 4
 
-/* dout: gradient of the node's output (contiguous, n->out_numel floats).
- * din[i]: gradient buffer of input i to accumulate into, or NULL. */
+/* dout: gradient of the node's output (contiguous, n->out_numel floats, in
+ * the output's layout). din[i]: gradient buffer of input i to accumulate
+ * into (in input i's layout), or NULL. When the op set n->assigns, the
+ * engine may hand it a buffer nobody has written yet, uninitialised, with
+ * n->fresh[i] set: the function must then write every element of din[i]
+ * (assign, not add). This spares zeroing and re-reading the largest
+ * buffers of a step. */
 typedef int (*md_backward_fn)(md_node *n, const float *dout, float *const *din);
 
 struct md_node {
@@ -57,10 +62,14 @@ struct md_node {
   void *ctx;
   void (*ctx_free)(void *ctx);
 
+  /* set by the op when its backward honours fresh[] (see md_backward_fn) */
+  bool assigns;
+
   /* engine scratch, valid only during one md_backward call */
   float *grad_buf;
   int mark;
   bool needed;
+  bool fresh[MD_NODE_MAX_INPUTS];
 };
 
 /* Grad mode (per thread). md.no_grad switches it off around a function. */

@@ -28,6 +28,7 @@ typedef struct {
   int kind;
   int nthreads; /* oneDNN splits the work at creation for this many threads */
   bool winograd_allowed;
+  bool assign; /* backward passes: outputs overwritten, not accumulated into */
   uint64_t last_used;
   dnnl_primitive_t prim;
   int nops;
@@ -170,7 +171,8 @@ static int build(pass *p) {
     if (st != dnnl_success) rc = fail("backward-data descriptor", st);
     if (rc == MD_OK) rc = add_operand(p, pd, DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, &y_user, false, false);
     if (rc == MD_OK) rc = add_operand(p, pd, DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0, &w_user, false, false);
-    if (rc == MD_OK) rc = add_operand(p, pd, DNNL_ARG_DIFF_SRC, dnnl_query_diff_src_md, 0, &x_user, true, true);
+    if (rc == MD_OK)
+      rc = add_operand(p, pd, DNNL_ARG_DIFF_SRC, dnnl_query_diff_src_md, 0, &x_user, true, !p->assign);
   } else {
     dnnl_convolution_desc_t bwd;
     st = dnnl_convolution_backward_weights_desc_init(&bwd, alg, &x_any, &w_any, bias ? &b_any : NULL, &y_any,
@@ -179,9 +181,10 @@ static int build(pass *p) {
     if (st != dnnl_success) rc = fail("backward-weights descriptor", st);
     if (rc == MD_OK) rc = add_operand(p, pd, DNNL_ARG_SRC, dnnl_query_src_md, 0, &x_user, false, false);
     if (rc == MD_OK) rc = add_operand(p, pd, DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, &y_user, false, false);
-    if (rc == MD_OK) rc = add_operand(p, pd, DNNL_ARG_DIFF_WEIGHTS, dnnl_query_diff_weights_md, 0, &w_user, true, true);
+    if (rc == MD_OK)
+      rc = add_operand(p, pd, DNNL_ARG_DIFF_WEIGHTS, dnnl_query_diff_weights_md, 0, &w_user, true, !p->assign);
     if (rc == MD_OK && bias)
-      rc = add_operand(p, pd, DNNL_ARG_DIFF_BIAS, dnnl_query_diff_weights_md, 1, &b_user, true, true);
+      rc = add_operand(p, pd, DNNL_ARG_DIFF_BIAS, dnnl_query_diff_weights_md, 1, &b_user, true, !p->assign);
   }
   if (rc == MD_OK) {
     st = dnnl_primitive_create(&p->prim, pd);
@@ -192,12 +195,13 @@ static int build(pass *p) {
   return rc;
 }
 
-static pass *lookup(const md_conv_shape *s, int kind, bool winograd) {
+static pass *lookup(const md_conv_shape *s, int kind, bool winograd, bool assign) {
   int nthreads = omp_get_max_threads(); /* md.set_num_threads must reach cached primitives too */
   int victim = 0;
   for (int i = 0; i < CACHE_SIZE; i++) {
     pass *c = cache[i];
-    if (c && c->kind == kind && c->nthreads == nthreads && c->winograd_allowed == winograd && same_shape(&c->s, s)) {
+    if (c && c->kind == kind && c->nthreads == nthreads && c->winograd_allowed == winograd && c->assign == assign &&
+        same_shape(&c->s, s)) {
       c->last_used = ++uses;
       return c;
     }
@@ -213,6 +217,7 @@ static pass *lookup(const md_conv_shape *s, int kind, bool winograd) {
   p->kind = kind;
   p->nthreads = nthreads;
   p->winograd_allowed = winograd;
+  p->assign = assign;
   p->last_used = ++uses;
   if (build(p) != MD_OK) {
     pass_free(p);
@@ -272,14 +277,14 @@ static int run(pass *p, void *const *ptrs) {
 
 int md_dnnl_conv_forward(const md_conv_shape *s, bool winograd, const float *x, const float *w, const float *b,
                          float *y) {
-  pass *p = lookup(s, b ? PASS_FORWARD : PASS_FORWARD_NOBIAS, winograd);
+  pass *p = lookup(s, b ? PASS_FORWARD : PASS_FORWARD_NOBIAS, winograd, true);
   if (!p) return MD_ERR;
   void *with_bias[4] = {(void *)x, (void *)w, (void *)b, y}, *without[3] = {(void *)x, (void *)w, y};
   return run(p, b ? with_bias : without);
 }
 
 const char *md_dnnl_conv_impl(const md_conv_shape *s, bool winograd) {
-  pass *p = lookup(s, PASS_FORWARD, winograd);
+  pass *p = lookup(s, PASS_FORWARD, winograd, true);
   const_dnnl_primitive_desc_t pd;
   const char *impl = NULL;
   if (p && dnnl_primitive_get_primitive_desc(p->prim, &pd) == dnnl_success)
@@ -288,9 +293,9 @@ const char *md_dnnl_conv_impl(const md_conv_shape *s, bool winograd) {
 }
 
 int md_dnnl_conv_backward(const md_conv_shape *s, bool winograd, const float *x, const float *w, const float *dy,
-                          float *dx, float *dw, float *db) {
+                          float *dx, float *dw, float *db, bool assign_dx, bool assign_dwb) {
   if (dx) {
-    pass *p = lookup(s, PASS_BACKWARD_DATA, winograd);
+    pass *p = lookup(s, PASS_BACKWARD_DATA, winograd, assign_dx);
     if (!p) return MD_ERR;
     void *ptrs[3] = {(void *)dy, (void *)w, dx};
     if (run(p, ptrs) != MD_OK) return MD_ERR;
@@ -300,7 +305,7 @@ int md_dnnl_conv_backward(const md_conv_shape *s, bool winograd, const float *x,
     /* oneDNN computes both together; a missing one goes to scratch */
     if (!dw) dw_buf = calloc((size_t)(s->o * s->c * s->k * s->k), sizeof(float));
     if (!dw_buf) return md_error("conv2d (oneDNN): out of memory");
-    pass *p = lookup(s, db ? PASS_BACKWARD_WEIGHTS : PASS_BACKWARD_WEIGHTS_NOBIAS, winograd);
+    pass *p = lookup(s, db ? PASS_BACKWARD_WEIGHTS : PASS_BACKWARD_WEIGHTS_NOBIAS, winograd, assign_dwb);
     int rc = MD_ERR;
     if (p) {
       void *ptrs[4] = {(void *)x, (void *)dy, dw_buf, db_buf};
@@ -319,7 +324,7 @@ int md_dnnl_conv_forward(const md_conv_shape *s, bool winograd, const float *x, 
   return md_error("conv2d: this build has no oneDNN");
 }
 int md_dnnl_conv_backward(const md_conv_shape *s, bool winograd, const float *x, const float *w, const float *dy,
-                          float *dx, float *dw, float *db) {
+                          float *dx, float *dw, float *db, bool assign_dx, bool assign_dwb) {
   return md_error("conv2d: this build has no oneDNN");
 }
 void md_dnnl_conv_clear_cache(void) {}

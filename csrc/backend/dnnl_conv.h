@@ -14,8 +14,9 @@
 
 int md_dnnl_conv_forward(const md_conv_shape *s, bool winograd, const float *x, const float *w, const float *b,
                          float *y);
+/* assign_dx, assign_dwb: overwrite dx (dw and db) instead of adding to them */
 int md_dnnl_conv_backward(const md_conv_shape *s, bool winograd, const float *x, const float *w, const float *dy,
-                          float *dx, float *dw, float *db);
+                          float *dx, float *dw, float *db, bool assign_dx, bool assign_dwb);
 /* oneDNN's name for the forward kernel it picked for this shape (for tests
  * and benchmarks), or NULL without oneDNN. */
 const char *md_dnnl_conv_impl(const md_conv_shape *s, bool winograd);

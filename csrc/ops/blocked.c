@@ -45,15 +45,16 @@ void md_unblock_kernel(const float *blocked, float *plain, int64_t n, int64_t c,
 
 static int64_t plane(const md_tensor *x) { return x->shape[2] * x->shape[3]; }
 
+/* the gradient goes back through the inverse conversion (assigned when fresh) */
 static int to_plain_backward(md_node *n, const float *dout, float *const *din) {
   const md_tensor *x = n->inputs[0];
-  if (din[0]) md_block_kernel(dout, din[0], x->shape[0], x->shape[1], plane(x), true);
+  if (din[0]) md_block_kernel(dout, din[0], x->shape[0], x->shape[1], plane(x), !n->fresh[0]);
   return MD_OK;
 }
 
 static int to_blocked_backward(md_node *n, const float *dout, float *const *din) {
   const md_tensor *x = n->inputs[0];
-  if (din[0]) md_unblock_kernel(dout, din[0], x->shape[0], x->shape[1], plane(x), true);
+  if (din[0]) md_unblock_kernel(dout, din[0], x->shape[0], x->shape[1], plane(x), !n->fresh[0]);
   return MD_OK;
 }
 
@@ -73,6 +74,7 @@ static int convert(md_tensor **out, md_tensor *x, md_layout to) {
     md_tensor_release(y);
     return MD_ERR;
   }
+  if (n) n->assigns = true;
   *out = y;
   return MD_OK;
 }

@@ -159,15 +159,35 @@ static int run_forward(md_conv_backend engine, const md_conv_shape *s, const flo
   return md_conv2d_im2col_forward(s, x, w, b, y);
 }
 
-/* on the engine the forward pass ran on, whatever the switch says now: the
- * layouts of the saved tensors are that engine's */
+static void zero(float *p, int64_t n) {
+  if (p) memset(p, 0, (size_t)n * sizeof(float));
+}
+
+/* On the engine the forward pass ran on, whatever the switch says now: the
+ * layouts of the saved tensors are that engine's. fresh_* mark gradient
+ * buffers nobody has written yet (see md_backward_fn): oneDNN writes them
+ * directly; the other paths zero them and accumulate. */
 static int run_backward(md_conv_backend engine, const md_conv_shape *s, const float *x, const float *w,
-                        const float *dy, float *dx, float *dw, float *db) {
+                        const float *dy, float *dx, float *dw, float *db, bool fresh_dx, bool fresh_dw,
+                        bool fresh_db) {
+  int64_t nx = s->n * s->c * s->h * s->w, nw = s->o * s->c * s->k * s->k;
+  if (engine != MD_CONV_IM2COL && !is_empty(s)) {
+    /* oneDNN computes dw and db together: overwritten together, or both
+     * accumulated into (a fresh one zeroed first) */
+    bool assign_wb = (!dw || fresh_dw) && (!db || fresh_db);
+    if (!assign_wb) {
+      if (fresh_dw) zero(dw, nw);
+      if (fresh_db) zero(db, s->o);
+    }
+    return md_dnnl_conv_backward(s, engine == MD_CONV_DNNL, x, w, dy, dx, dw, db, fresh_dx, assign_wb);
+  }
+  if (fresh_dx) zero(dx, nx);
+  if (fresh_dw) zero(dw, nw);
+  if (fresh_db) zero(db, s->o);
   if (is_empty(s)) {
     empty_backward(s, dy, db);
     return MD_OK;
   }
-  if (engine != MD_CONV_IM2COL) return md_dnnl_conv_backward(s, engine == MD_CONV_DNNL, x, w, dy, dx, dw, db);
   return md_conv2d_im2col_backward(s, x, w, dy, dx, dw, db);
 }
 
@@ -184,8 +204,9 @@ static void shape_from_node(const md_node *n, md_conv_shape *s) {
 static int conv_backward(md_node *n, const float *dout, float *const *din) {
   md_conv_shape s;
   shape_from_node(n, &s);
+  bool bias = n->ninputs > 2;
   return run_backward((md_conv_backend)n->iarg[3], &s, md_data(n->inputs[0]), md_data(n->inputs[1]), dout, din[0],
-                      din[1], n->ninputs > 2 ? din[2] : NULL);
+                      din[1], bias ? din[2] : NULL, n->fresh[0], n->fresh[1], bias && n->fresh[2]);
 }
 
 int md_conv2d(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias, int64_t stride, int64_t pad) {
@@ -233,7 +254,7 @@ int md_conv2d(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias, int6
     md_tensor_release(y);
     return MD_ERR;
   }
-  if (n) n->iarg[0] = stride, n->iarg[1] = pad, n->iarg[2] = s.y_layout, n->iarg[3] = backend;
+  if (n) n->iarg[0] = stride, n->iarg[1] = pad, n->iarg[2] = s.y_layout, n->iarg[3] = backend, n->assigns = true;
   *out = y;
   return MD_OK;
 }

@@ -78,18 +78,22 @@ int md_fill_(md_tensor *dst, float value) {
 
 /* Runs of w floats: piece o of input k sits at o * total * inner + at in the
  * output. In the blocked layout, concatenating whole 16-channel blocks
- * along channels gives the same runs as NCHW does. */
+ * along channels gives the same runs as NCHW does. A fresh gradient is a
+ * copy of its runs. */
 static int cat_backward(md_node *n, const float *dout, float *const *din) {
   int64_t outer = n->iarg[0], inner = n->iarg[1], total = n->iarg[2], at = 0;
   for (int k = 0; k < n->ninputs; k++) {
     int64_t w = n->iarg[3 + k] * inner;
     if (din[k]) {
       float *dk = din[k];
+      bool copy = n->fresh[k];
 #pragma omp parallel for if (outer * w > 32768) schedule(static)
       for (int64_t o = 0; o < outer; o++) {
         const float *g = dout + o * total * inner + at;
         float *d = dk + o * w;
-        for (int64_t i = 0; i < w; i++) d[i] += g[i];
+        if (copy) memcpy(d, g, (size_t)w * sizeof(float));
+        else
+          for (int64_t i = 0; i < w; i++) d[i] += g[i];
       }
     }
     at += w;
@@ -156,6 +160,7 @@ int md_cat(md_tensor **out, int n, md_tensor *const *xs, int dim) {
     return MD_ERR;
   }
   if (node) {
+    node->assigns = true;
     node->iarg[0] = outer, node->iarg[1] = inner, node->iarg[2] = shape[d];
     for (int k = 0; k < n; k++) node->iarg[3 + k] = xs[k]->shape[d];
   }

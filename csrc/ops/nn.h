@@ -34,15 +34,17 @@ int md_avg_pool2d(md_tensor **out, md_tensor *x, int64_t k, int64_t stride);
 /* Raw kernels, exposed for the tests. */
 /* x, y [n, c, hw] (or blocked, c a multiple of 16); shift [n, c], w, b [c]
  * may be NULL; mean, rstd [n, groups] are written forward and read
- * backward. Backward accumulates into the gradients that are not NULL. */
+ * backward. Backward accumulates into the gradients that are not NULL
+ * (overwrites dx with assign_dx). */
 int md_group_norm_forward(const float *x, const float *shift, const float *w, const float *b, float *y, float *mean,
                           float *rstd, int64_t n, int64_t c, int64_t hw, int64_t groups, float eps, bool silu,
                           bool blocked);
 int md_group_norm_backward(const float *x, const float *shift, const float *w, const float *b, const float *mean,
                            const float *rstd, const float *dy, float *dx, float *dshift, float *dw, float *db,
-                           int64_t n, int64_t c, int64_t hw, int64_t groups, bool silu, bool blocked);
-void md_attention_forward(const float *qkv, float *out, float *probs, int64_t n, int64_t heads, int64_t d, int64_t l);
-void md_attention_backward(const float *qkv, const float *probs, const float *dout, float *dqkv, int64_t n,
-                           int64_t heads, int64_t d, int64_t l);
+                           int64_t n, int64_t c, int64_t hw, int64_t groups, bool silu, bool blocked,
+                           bool assign_dx);
+int md_attention_forward(const float *qkv, float *out, float *probs, int64_t n, int64_t heads, int64_t d, int64_t l);
+int md_attention_backward(const float *qkv, const float *probs, const float *dout, float *dqkv, int64_t n,
+                          int64_t heads, int64_t d, int64_t l);
 
 #endif

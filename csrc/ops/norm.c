@@ -133,13 +133,27 @@ static void k_bwd_sums(const float *restrict x, const float *restrict dy, float 
   for (int l = 0; l < V; l++) s1[l] += t1[l], s2[l] += t2[l];
 }
 
-/* v = A d + B x + C; dx += v (when dx is given); acc += v */
+/* v = A d + B x + C; dx += v, or dx = v with assign (when dx is given);
+ * acc += v */
 static void k_bwd_apply(const float *restrict d, const float *restrict x, float *restrict dx, int64_t n,
-                        const float *restrict A, const float *restrict B, const float *restrict C,
+                        const float *restrict A, const float *restrict B, const float *restrict C, bool assign,
                         float *restrict acc) {
   float t[V] = {0};
   int64_t i = 0;
-  if (dx) {
+  if (dx && assign) {
+    for (; i + V <= n; i += V)
+#pragma omp simd
+      for (int l = 0; l < V; l++) {
+        float v = A[l] * d[i + l] + B[l] * x[i + l] + C[l];
+        dx[i + l] = v;
+        t[l] += v;
+      }
+    for (int l = 0; i < n; i++, l++) {
+      float v = A[l] * d[i] + B[l] * x[i] + C[l];
+      dx[i] = v;
+      t[l] += v;
+    }
+  } else if (dx) {
     for (; i + V <= n; i += V)
 #pragma omp simd
       for (int l = 0; l < V; l++) {
@@ -249,7 +263,8 @@ int md_group_norm_forward(const float *x, const float *shift, const float *w, co
  * positions. */
 int md_group_norm_backward(const float *x, const float *shift, const float *w, const float *b, const float *mean,
                            const float *rstd, const float *dy, float *dx, float *dshift, float *dw, float *db,
-                           int64_t n, int64_t c, int64_t hw, int64_t groups, bool silu, bool blocked) {
+                           int64_t n, int64_t c, int64_t hw, int64_t groups, bool silu, bool blocked,
+                           bool assign_dx) {
   gn_tiles g = tiles_of(c, hw, blocked);
   int64_t cg = c / groups, len = cg * hw;
   double *sdy = calloc((size_t)(n * c + 1), sizeof *sdy), *sdyx = calloc((size_t)(n * c + 1), sizeof *sdyx);
@@ -310,7 +325,8 @@ int md_group_norm_backward(const float *x, const float *shift, const float *w, c
         lane_coefs(&g, t, s.A, A), lane_coefs(&g, t, s.B, B), lane_coefs(&g, t, s.C, C);
         memset(acc1, 0, sizeof acc1);
         int64_t off = t * g.tile_len;
-        k_bwd_apply(silu ? s.dz + off : dyi + off, xi + off, dxi ? dxi + off : NULL, g.tile_len, A, B, C, acc1);
+        k_bwd_apply(silu ? s.dz + off : dyi + off, xi + off, dxi ? dxi + off : NULL, g.tile_len, A, B, C, assign_dx,
+                    acc1);
         fold_lanes(&g, t, acc1, s.s1);
       }
       if (dshift)
@@ -342,14 +358,17 @@ static void gn_ctx_free(void *p) {
 
 static const float *data_or_null(const md_tensor *t) { return t ? md_data(t) : NULL; }
 
-/* inputs: x, weight, bias, shift */
+/* inputs: x, weight, bias, shift. A fresh dx is overwritten; the small
+ * gradients are zeroed when fresh and accumulated into. */
 static int gn_backward(md_node *n, const float *dout, float *const *din) {
   gn_ctx *c = n->ctx;
   const md_tensor *x = n->inputs[0];
+  for (int i = 1; i < 4; i++)
+    if (din[i] && n->fresh[i]) memset(din[i], 0, (size_t)n->inputs[i]->numel * sizeof(float));
   int64_t hw = x->numel / (x->shape[0] * x->shape[1]);
   return md_group_norm_backward(md_data(x), data_or_null(n->inputs[3]), data_or_null(n->inputs[1]),
                                 data_or_null(n->inputs[2]), c->mean, c->rstd, dout, din[0], din[3], din[1], din[2],
-                                x->shape[0], x->shape[1], hw, n->iarg[0], n->iarg[1], md_is_blocked(x));
+                                x->shape[0], x->shape[1], hw, n->iarg[0], n->iarg[1], md_is_blocked(x), n->fresh[0]);
 }
 
 int md_group_norm(md_tensor **out, md_tensor *x, int64_t groups, md_tensor *weight, md_tensor *bias, float eps,
@@ -390,6 +409,7 @@ int md_group_norm(md_tensor **out, md_tensor *x, int64_t groups, md_tensor *weig
   if (node) {
     node->iarg[0] = groups;
     node->iarg[1] = silu;
+    node->assigns = true;
     node->ctx = ctx;
     node->ctx_free = gn_ctx_free;
   } else {

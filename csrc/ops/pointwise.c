@@ -136,31 +136,37 @@ static inline float binary_partial(md_binary_op op, int k, float ai, float bi) {
   }
 }
 
-/* d[i*sd] += g[i] * d(a op b)/d(operand k). With sd == 0 the row reduces
- * into d[0]. Strides are passed as constants by binary_grad_row. */
+/* d[i*sd] += g[i] * d(a op b)/d(operand k), or = with assign. With sd == 0
+ * the row reduces into d[0] (never assigned). Strides are passed as
+ * constants by binary_grad_row. */
 static inline void binary_grad_row_strided(md_binary_op op, int k, const float *a, int64_t sa, const float *b,
-                                           int64_t sb, const float *g, float *d, int64_t sd, int64_t n) {
+                                           int64_t sb, const float *g, float *d, int64_t sd, int64_t n,
+                                           bool assign) {
   if (sd == 0) {
     float acc = 0;
 #pragma omp simd reduction(+ : acc)
     for (int64_t i = 0; i < n; i++) acc += g[i] * binary_partial(op, k, a[i * sa], b[i * sb]);
     d[0] += acc;
-    return;
-  }
-  if (op == MD_ADD || (op == MD_SUB && k == 0)) {
+  } else if (assign && (op == MD_ADD || (op == MD_SUB && k == 0))) {
+    for (int64_t i = 0; i < n; i++) d[i * sd] = g[i];
+  } else if (assign) {
+    for (int64_t i = 0; i < n; i++) d[i * sd] = g[i] * binary_partial(op, k, a[i * sa], b[i * sb]);
+  } else if (op == MD_ADD || (op == MD_SUB && k == 0)) {
     for (int64_t i = 0; i < n; i++) d[i * sd] += g[i];
-    return;
+  } else {
+    for (int64_t i = 0; i < n; i++) d[i * sd] += g[i] * binary_partial(op, k, a[i * sa], b[i * sb]);
   }
-  for (int64_t i = 0; i < n; i++) d[i * sd] += g[i] * binary_partial(op, k, a[i * sa], b[i * sb]);
 }
 
 static void binary_grad_row(md_binary_op op, int k, const float *a, int64_t sa, const float *b, int64_t sb,
-                            const float *g, float *d, int64_t sd, int64_t n) {
-  if (sa == 1 && sb == 1 && sd == 1) binary_grad_row_strided(op, k, a, 1, b, 1, g, d, 1, n);
-  else if (sd == 0) binary_grad_row_strided(op, k, a, sa, b, sb, g, d, 0, n);
-  else binary_grad_row_strided(op, k, a, sa, b, sb, g, d, sd, n);
+                            const float *g, float *d, int64_t sd, int64_t n, bool assign) {
+  if (sa == 1 && sb == 1 && sd == 1) binary_grad_row_strided(op, k, a, 1, b, 1, g, d, 1, n, assign);
+  else if (sd == 0) binary_grad_row_strided(op, k, a, sa, b, sb, g, d, 0, n, false);
+  else binary_grad_row_strided(op, k, a, sa, b, sb, g, d, sd, n, assign);
 }
 
+/* A fresh gradient (see md_backward_fn) is assigned where each element gets
+ * one term, and zeroed first where the operand was broadcast. */
 static int binary_backward(md_node *n, const float *dout, float *const *din) {
   const md_tensor *ins[2] = {n->inputs[0], n->inputs[1]};
   plan p;
@@ -170,13 +176,16 @@ static int binary_backward(md_node *n, const float *dout, float *const *din) {
   for (int k = 0; k < 2; k++) {
     if (!din[k]) continue;
     float *d = din[k];
+    bool broadcast = ins[k]->numel != n->out_numel;
+    if (n->fresh[k] && broadcast) memset(d, 0, (size_t)ins[k]->numel * sizeof(float));
+    bool assign = n->fresh[k] && !broadcast;
     /* rows write disjoint gradient rows only when operand k is not broadcast */
-    bool par = ins[k]->numel == n->out_numel && n->out_numel > PAR_MIN;
+    bool par = !broadcast && n->out_numel > PAR_MIN;
 #pragma omp parallel for if (par) schedule(static)
     for (int64_t r = 0; r < rows; r++)
       binary_grad_row((md_binary_op)n->iarg[0], k, a + row_offset(&p, 0, r), p.st[0][p.nd - 1],
                       b + row_offset(&p, 1, r), p.st[1][p.nd - 1], dout + r * len,
-                      d + row_offset(&p, k, r), p.st[k][p.nd - 1], len);
+                      d + row_offset(&p, k, r), p.st[k][p.nd - 1], len, assign);
   }
   return MD_OK;
 }
@@ -209,7 +218,7 @@ int md_binary(md_tensor **out, md_binary_op op, md_tensor *a, md_tensor *b) {
       md_tensor_release(o);
       return MD_ERR;
     }
-    if (n) n->iarg[0] = op;
+    if (n) n->iarg[0] = op, n->assigns = true;
   }
   *out = o;
   return MD_OK;

@@ -1,6 +1,8 @@
 /* Nearest-neighbour upsampling and average pooling over NCHW planes. */
 #include "pool.h"
 
+#include <string.h>
+
 #include "../autograd.h"
 #include "nn.h"
 
@@ -68,6 +70,7 @@ void md_avg_pool2d_backward(const float *dy, float *dx, int64_t planes, int64_t 
 
 static int upsample_backward(md_node *n, const float *dout, float *const *din) {
   const md_tensor *x = n->inputs[0];
+  if (din[0] && n->fresh[0]) memset(din[0], 0, (size_t)x->numel * sizeof(float)); /* a quarter of dout's size */
   if (din[0])
     md_upsample_nearest_backward(dout, din[0], x->shape[0] * x->shape[1], x->shape[2], x->shape[3], n->iarg[0],
                                  md_is_blocked(x));
@@ -92,7 +95,7 @@ int md_upsample_nearest(md_tensor **out, md_tensor *x, int64_t s) {
     md_tensor_release(y);
     return MD_ERR;
   }
-  if (n) n->iarg[0] = s;
+  if (n) n->iarg[0] = s, n->assigns = true;
   *out = y;
   return MD_OK;
 }

@@ -104,7 +104,7 @@ static int dnnl_forward(const md_conv_shape *s, const float *x, const float *w, 
 }
 static int dnnl_backward(const md_conv_shape *s, const float *x, const float *w, const float *dy, float *dx,
                          float *dw, float *db) {
-  return md_dnnl_conv_backward(s, true, x, w, dy, dx, dw, db);
+  return md_dnnl_conv_backward(s, true, x, w, dy, dx, dw, db, false, false);
 }
 
 START_TEST(dnnl_matches_naive_unet_shapes) {

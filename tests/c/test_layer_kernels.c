@@ -81,10 +81,18 @@ START_TEST(group_norm_matches_naive_and_finite_differences) {
   ck_assert_close(y, fy, total, 1e-5, 1e-4);
   float *dx = calloc(total, 4), *dw = calloc(k.c, 4), *db = calloc(k.c, 4), *ds = calloc(k.n * k.c, 4);
   ck_assert_int_eq(md_group_norm_backward(kx, k.s, k.w, k.b, mean, rstd, kr, kdx, k.s ? ds : NULL, dw, db, k.n, k.c,
-                                          k.hw, k.g, k.silu, blocked),
+                                          k.hw, k.g, k.silu, blocked, false),
                    MD_OK);
   if (blocked) md_unblock_kernel(kdx, dx, k.n, k.c, k.hw, false);
   else memcpy(dx, kdx, total * 4);
+  /* overwriting a fresh buffer gives what accumulating from zero gave */
+  float *kdx2 = malloc(total * 4), *dw2 = calloc(k.c, 4), *db2 = calloc(k.c, 4);
+  for (int64_t i = 0; i < total; i++) kdx2[i] = NAN;
+  ck_assert_int_eq(md_group_norm_backward(kx, k.s, k.w, k.b, mean, rstd, kr, kdx2, NULL, dw2, db2, k.n, k.c, k.hw, k.g,
+                                          k.silu, blocked, true),
+                   MD_OK);
+  ck_assert_close(kdx2, kdx, total, 1e-7, 1e-6);
+  free(kdx2), free(dw2), free(db2);
   ck_assert(grad_check(gn_loss, &k, k.x, dx, total, 1e-2f, 50) <= 1.0);
   ck_assert(grad_check(gn_loss, &k, k.w, dw, k.c, 1e-2f, 50) <= 1.0);
   ck_assert(grad_check(gn_loss, &k, k.b, db, k.c, 1e-2f, 50) <= 1.0);
