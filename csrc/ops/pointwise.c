@@ -55,6 +55,12 @@ static void plan_init(plan *p, int ndim, const int64_t *shape, int nin, const md
 
 static inline int64_t plan_row_len(const plan *p) { return p->shape[p->nd - 1]; }
 
+/* Rows are cut into pieces of at most PIECE elements, so that work spreads
+ * over the threads even when the plan is one long row (same-shape operands
+ * merge into a single row). */
+#define PIECE 16384
+static inline int64_t pieces_per_row(int64_t len) { return len > PIECE ? (len + PIECE - 1) / PIECE : 1; }
+
 /* Offsets of operand k at the start of output row r. */
 static inline int64_t row_offset(const plan *p, int k, int64_t r) {
   int64_t off = 0;
@@ -179,13 +185,17 @@ static int binary_backward(md_node *n, const float *dout, float *const *din) {
     bool broadcast = ins[k]->numel != n->out_numel;
     if (n->fresh[k] && broadcast) memset(d, 0, (size_t)ins[k]->numel * sizeof(float));
     bool assign = n->fresh[k] && !broadcast;
-    /* rows write disjoint gradient rows only when operand k is not broadcast */
+    /* pieces write disjoint gradient elements only when operand k is not broadcast */
     bool par = !broadcast && n->out_numel > PAR_MIN;
+    int64_t per = par ? pieces_per_row(len) : 1, piece = par ? (len + per - 1) / per : len;
+    int64_t sa = p.st[0][p.nd - 1], sb = p.st[1][p.nd - 1], sd = p.st[k][p.nd - 1];
 #pragma omp parallel for if (par) schedule(static)
-    for (int64_t r = 0; r < rows; r++)
-      binary_grad_row((md_binary_op)n->iarg[0], k, a + row_offset(&p, 0, r), p.st[0][p.nd - 1],
-                      b + row_offset(&p, 1, r), p.st[1][p.nd - 1], dout + r * len,
-                      d + row_offset(&p, k, r), p.st[k][p.nd - 1], len, assign);
+    for (int64_t u = 0; u < rows * per; u++) {
+      int64_t r = u / per, at = (u % per) * piece, cnt = len - at < piece ? len - at : piece;
+      binary_grad_row((md_binary_op)n->iarg[0], k, a + row_offset(&p, 0, r) + at * sa, sa,
+                      b + row_offset(&p, 1, r) + at * sb, sb, dout + r * len + at, d + row_offset(&p, k, r) + at * sd,
+                      sd, cnt, assign);
+    }
   }
   return MD_OK;
 }
@@ -193,10 +203,13 @@ static int binary_backward(md_node *n, const float *dout, float *const *din) {
 static void binary_run(md_binary_op op, const plan *p, const float *a, const float *b, float *o,
                        int64_t numel) {
   int64_t len = plan_row_len(p), rows = len ? numel / len : 0;
+  int64_t per = pieces_per_row(len), piece = (len + per - 1) / per;
+  int64_t sa = p->st[0][p->nd - 1], sb = p->st[1][p->nd - 1];
 #pragma omp parallel for if (numel > PAR_MIN) schedule(static)
-  for (int64_t r = 0; r < rows; r++)
-    binary_row(op, a + row_offset(p, 0, r), p->st[0][p->nd - 1], b + row_offset(p, 1, r),
-               p->st[1][p->nd - 1], o + r * len, len);
+  for (int64_t u = 0; u < rows * per; u++) {
+    int64_t r = u / per, at = (u % per) * piece, cnt = len - at < piece ? len - at : piece;
+    binary_row(op, a + row_offset(p, 0, r) + at * sa, sa, b + row_offset(p, 1, r) + at * sb, sb, o + r * len + at, cnt);
+  }
 }
 
 int md_binary(md_tensor **out, md_binary_op op, md_tensor *a, md_tensor *b) {
