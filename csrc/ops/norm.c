@@ -13,6 +13,7 @@
  * parameter gradients are reduced over images in a fixed order, so results
  * do not depend on the thread count. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -196,66 +197,123 @@ static void scratch_free(gn_scratch *s) {
   free(s->s1), free(s->s2), free(s->m), free(s->dz);
 }
 
+/* The forward pass over tiles [t0, t1) of one image, in three sweeps with
+ * group statistics between them; per-channel values are the image's slices
+ * of the arrays in gn_fwd. */
+typedef struct {
+  const float *x, *shift, *w, *b;
+  float *y, *mean, *rstd;
+  int64_t c, hw, groups;
+  float eps;
+  bool silu;
+  gn_tiles g;
+  double *s1, *s2;     /* [n, c] sums, centred squares */
+  float *m, *a, *sh;   /* [n, c] centre, scale, shift */
+} gn_fwd;
+
+static void fwd_sums(const gn_fwd *f, int64_t img, int64_t t0, int64_t t1) {
+  const float *xi = f->x + img * f->c * f->hw;
+  for (int64_t t = t0; t < t1; t++) {
+    float acc[V] = {0};
+    k_sum(xi + t * f->g.tile_len, f->g.tile_len, acc);
+    fold_lanes(&f->g, t, acc, f->s1 + img * f->c);
+  }
+}
+
+/* the group means, then each channel's centre (the mean minus its shift) */
+static void fwd_means(const gn_fwd *f, int64_t img) {
+  int64_t cg = f->c / f->groups, len = cg * f->hw;
+  const double *s1 = f->s1 + img * f->c;
+  const float *sh_in = f->shift ? f->shift + img * f->c : NULL;
+  for (int64_t gi = 0; gi < f->groups; gi++) {
+    double sum = 0;
+    for (int64_t ch = gi * cg; ch < (gi + 1) * cg; ch++) sum += s1[ch] + (sh_in ? (double)sh_in[ch] * f->hw : 0.0);
+    float mu = (float)(sum / (double)len);
+    f->mean[img * f->groups + gi] = mu;
+    for (int64_t ch = gi * cg; ch < (gi + 1) * cg; ch++) f->m[img * f->c + ch] = mu - (sh_in ? sh_in[ch] : 0.0f);
+  }
+}
+
+static void fwd_squares(const gn_fwd *f, int64_t img, int64_t t0, int64_t t1) {
+  const float *xi = f->x + img * f->c * f->hw;
+  for (int64_t t = t0; t < t1; t++) {
+    float m[V], acc[V] = {0};
+    lane_coefs(&f->g, t, f->m + img * f->c, m);
+    k_centered_squares(xi + t * f->g.tile_len, f->g.tile_len, m, acc);
+    fold_lanes(&f->g, t, acc, f->s2 + img * f->c);
+  }
+}
+
+/* 1/std per group, and y = (x - m) r w + b = x a + sh per channel */
+static void fwd_scales(const gn_fwd *f, int64_t img) {
+  int64_t cg = f->c / f->groups, len = cg * f->hw;
+  for (int64_t gi = 0; gi < f->groups; gi++) {
+    double ss = 0;
+    for (int64_t ch = gi * cg; ch < (gi + 1) * cg; ch++) ss += f->s2[img * f->c + ch];
+    float r = (float)(1.0 / sqrt(ss / (double)len + f->eps));
+    f->rstd[img * f->groups + gi] = r;
+    for (int64_t ch = gi * cg; ch < (gi + 1) * cg; ch++) {
+      int64_t k = img * f->c + ch;
+      f->a[k] = r * (f->w ? f->w[ch] : 1.0f);
+      f->sh[k] = (f->b ? f->b[ch] : 0.0f) - f->m[k] * f->a[k];
+    }
+  }
+}
+
+static void fwd_apply(const gn_fwd *f, int64_t img, int64_t t0, int64_t t1) {
+  int64_t off = img * f->c * f->hw;
+  for (int64_t t = t0; t < t1; t++) {
+    float a[V], sh[V];
+    lane_coefs(&f->g, t, f->a + img * f->c, a);
+    lane_coefs(&f->g, t, f->sh + img * f->c, sh);
+    k_affine(f->x + off + t * f->g.tile_len, f->y + off + t * f->g.tile_len, f->g.tile_len, a, sh, f->silu);
+  }
+}
+
+/* With at least as many images as threads, each thread takes whole images
+ * (the three sweeps then find the image in its cache); with fewer (batch 1
+ * at the REPL), the threads share each image's tiles. */
 int md_group_norm_forward(const float *x, const float *shift, const float *w, const float *b, float *y, float *mean,
                           float *rstd, int64_t n, int64_t c, int64_t hw, int64_t groups, float eps, bool silu,
                           bool blocked) {
-  gn_tiles g = tiles_of(c, hw, blocked);
-  int64_t cg = c / groups, len = cg * hw;
-  bool failed = false;
+  gn_fwd f = {.x = x, .shift = shift, .w = w, .b = b, .y = y, .mean = mean, .rstd = rstd, .c = c, .hw = hw,
+              .groups = groups, .eps = eps, .silu = silu, .g = tiles_of(c, hw, blocked)};
+  f.s1 = calloc((size_t)(2 * n * c + 1), sizeof(double));
+  f.m = malloc((size_t)(3 * n * c + 1) * sizeof(float));
+  if (!f.s1 || !f.m) {
+    free(f.s1), free(f.m);
+    return md_error("group_norm: out of memory");
+  }
+  f.s2 = f.s1 + n * c, f.a = f.m + n * c, f.sh = f.m + 2 * n * c;
+  int64_t tiles = f.g.tiles;
 #pragma omp parallel
   {
-    gn_scratch s = {0};
-    bool ok = scratch_alloc(&s, c, 0);
-    if (!ok) {
-#pragma omp atomic write
-      failed = true;
-    }
+    if (n >= omp_get_num_threads()) {
 #pragma omp for schedule(static)
-    for (int64_t img = 0; img < n; img++) {
-      if (!ok) continue;
-      const float *xi = x + img * c * hw, *sh_in = shift ? shift + img * c : NULL;
-      float *yi = y + img * c * hw, acc[V];
-      memset(s.s1, 0, (size_t)c * sizeof(double));
-      memset(s.s2, 0, (size_t)c * sizeof(double));
-      for (int64_t t = 0; t < g.tiles; t++) {
-        memset(acc, 0, sizeof acc);
-        k_sum(xi + t * g.tile_len, g.tile_len, acc);
-        fold_lanes(&g, t, acc, s.s1);
+      for (int64_t img = 0; img < n; img++) {
+        fwd_sums(&f, img, 0, tiles);
+        fwd_means(&f, img);
+        fwd_squares(&f, img, 0, tiles);
+        fwd_scales(&f, img);
+        fwd_apply(&f, img, 0, tiles);
       }
-      for (int64_t gi = 0; gi < groups; gi++) { /* the group mean, then each channel's centre */
-        double sum = 0;
-        for (int64_t ch = gi * cg; ch < (gi + 1) * cg; ch++) sum += s.s1[ch] + (sh_in ? (double)sh_in[ch] * hw : 0.0);
-        float mu = (float)(sum / (double)len);
-        mean[img * groups + gi] = mu;
-        for (int64_t ch = gi * cg; ch < (gi + 1) * cg; ch++) s.m[ch] = mu - (sh_in ? sh_in[ch] : 0.0f);
-      }
-      for (int64_t t = 0; t < g.tiles; t++) {
-        float m[V];
-        lane_coefs(&g, t, s.m, m);
-        memset(acc, 0, sizeof acc);
-        k_centered_squares(xi + t * g.tile_len, g.tile_len, m, acc);
-        fold_lanes(&g, t, acc, s.s2);
-      }
-      for (int64_t gi = 0; gi < groups; gi++) {
-        double ss = 0;
-        for (int64_t ch = gi * cg; ch < (gi + 1) * cg; ch++) ss += s.s2[ch];
-        float r = (float)(1.0 / sqrt(ss / (double)len + eps));
-        rstd[img * groups + gi] = r;
-        for (int64_t ch = gi * cg; ch < (gi + 1) * cg; ch++) { /* y = (x - m) r w + b = x a + sh */
-          s.a[ch] = r * (w ? w[ch] : 1.0f);
-          s.sh[ch] = (b ? b[ch] : 0.0f) - s.m[ch] * s.a[ch];
-        }
-      }
-      for (int64_t t = 0; t < g.tiles; t++) {
-        float a[V], sh[V];
-        lane_coefs(&g, t, s.a, a);
-        lane_coefs(&g, t, s.sh, sh);
-        k_affine(xi + t * g.tile_len, yi + t * g.tile_len, g.tile_len, a, sh, silu);
+    } else {
+      for (int64_t img = 0; img < n; img++) {
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < tiles; t++) fwd_sums(&f, img, t, t + 1);
+#pragma omp single
+        fwd_means(&f, img);
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < tiles; t++) fwd_squares(&f, img, t, t + 1);
+#pragma omp single
+        fwd_scales(&f, img);
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < tiles; t++) fwd_apply(&f, img, t, t + 1);
       }
     }
-    scratch_free(&s);
   }
-  return failed ? md_error("group_norm: out of memory") : MD_OK;
+  free(f.s1), free(f.m);
+  return MD_OK;
 }
 
 /* dx = r (dz w - mean(dz w) - xhat mean(dz w xhat)) over the group, written

@@ -56,12 +56,13 @@ static double gn_loss(void *p) {
 
 /* _i: bit 0 fuses SiLU, bit 1 adds a per-(image, channel) shift, bit 2 runs
  * the blocked layout (32 channels in 2 groups, so a group spans a block;
- * plain has 8 channels in 4 groups); hw = 37 leaves a tail after the vector
- * lanes. The kernels see blocked copies and their results are unblocked
- * before the comparison. */
+ * plain has 8 channels in 4 groups), bit 3 takes one image (fewer images
+ * than threads: they share its tiles); hw = 37 leaves a tail after the
+ * vector lanes. The kernels see blocked copies and their results are
+ * unblocked before the comparison. */
 START_TEST(group_norm_matches_naive_and_finite_differences) {
   bool blocked = _i & 4;
-  gn_case k = {.n = 2, .c = blocked ? 32 : 8, .hw = 37, .g = blocked ? 2 : 4, .silu = _i & 1};
+  gn_case k = {.n = _i & 8 ? 1 : 2, .c = blocked ? 32 : 8, .hw = 37, .g = blocked ? 2 : 4, .silu = _i & 1};
   int64_t total = k.n * k.c * k.hw;
   k.x = malloc(total * 4), k.r = malloc(total * 4), k.w = malloc(k.c * 4), k.b = malloc(k.c * 4);
   k.s = _i & 2 ? malloc(k.n * k.c * 4) : NULL;
@@ -253,7 +254,7 @@ Suite *make_suite(void) {
   Suite *s = suite_create("layers");
   TCase *tc = tcase_create("kernels");
   tcase_set_timeout(tc, 60);
-  tcase_add_loop_test(tc, group_norm_matches_naive_and_finite_differences, 0, 8);
+  tcase_add_loop_test(tc, group_norm_matches_naive_and_finite_differences, 0, 16);
   tcase_add_test(tc, block_and_unblock_are_inverse_permutations);
   tcase_add_test(tc, attention_matches_naive_and_finite_differences);
   tcase_add_test(tc, broadcast_binary_matches_naive);
