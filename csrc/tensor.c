@@ -8,6 +8,7 @@
 #include "autograd.h"
 
 static int64_t live_bytes, total_bytes;
+static uint64_t storages_made;
 
 int64_t md_mem_live_bytes(void) { return live_bytes; }
 int64_t md_mem_allocated_total(void) { return total_bytes; }
@@ -31,6 +32,7 @@ static md_storage *storage_new(int64_t n) {
   s->refcount = 1;
   s->version = 0;
   s->layout = MD_LAYOUT_PLAIN;
+  s->id = ++storages_made;
   live_bytes += bytes;
   total_bytes += bytes;
   return s;

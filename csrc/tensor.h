@@ -35,6 +35,7 @@ typedef struct md_storage {
   int refcount;
   uint32_t version; /* bumped by every in-place write; autograd checks it */
   md_layout layout;
+  uint64_t id; /* unique for the process's life: (id, version) names the contents */
 } md_storage;
 
 typedef struct md_node md_node;

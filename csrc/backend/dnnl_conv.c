@@ -65,11 +65,60 @@ static void pass_free(pass *p) {
   free(p);
 }
 
+/* Weights reordered into a primitive's layout, kept while the weights do
+ * not change (their storage id and version, see md_conv_shape): sampling
+ * runs the same weights at every step, and at batch 1 reordering them
+ * costs about as much as the convolution. */
+typedef struct {
+  uint64_t id;
+  uint32_t version;
+  dnnl_memory_desc_t want;
+  float *buf;
+  int64_t floats;
+  uint64_t last_used;
+} kept_weights;
+
+#define KEPT_SIZE 128
+static kept_weights kept[KEPT_SIZE];
+
+static void kept_clear(void) {
+  for (int i = 0; i < KEPT_SIZE; i++) {
+    md_free_floats(kept[i].buf, kept[i].floats);
+    kept[i] = (kept_weights){0};
+  }
+}
+
+/* The kept copy of weights (id, version) in layout `want`, or a slot to
+ * reorder them into (*fresh set): an older version's, else the least
+ * recently used. NULL when out of memory. */
+static float *kept_slot(uint64_t id, uint32_t version, const dnnl_memory_desc_t *want, bool *fresh) {
+  int victim = 0;
+  for (int i = 0; i < KEPT_SIZE; i++) {
+    kept_weights *k = &kept[i];
+    if (k->buf && k->id == id && dnnl_memory_desc_equal(&k->want, want)) {
+      k->last_used = ++uses;
+      *fresh = k->version != version;
+      k->version = version;
+      return k->buf;
+    }
+    if (!k->buf || (kept[victim].buf && k->last_used < kept[victim].last_used)) victim = i;
+  }
+  kept_weights *k = &kept[victim];
+  md_free_floats(k->buf, k->floats);
+  int64_t floats = (int64_t)(dnnl_memory_desc_get_size(want) + 3) / 4;
+  *k = (kept_weights){.id = id, .version = version, .want = *want, .buf = md_alloc_floats(floats), .floats = floats,
+                      .last_used = ++uses};
+  if (!k->buf) *k = (kept_weights){0};
+  *fresh = true;
+  return k->buf;
+}
+
 void md_dnnl_conv_clear_cache(void) {
   for (int i = 0; i < CACHE_SIZE; i++) {
     pass_free(cache[i]);
     cache[i] = NULL;
   }
+  kept_clear();
 }
 
 static void plain_md(dnnl_memory_desc_t *md, int nd, const int64_t *dims, dnnl_format_tag_t tag) {
@@ -228,8 +277,9 @@ static pass *lookup(const md_conv_shape *s, int kind, bool winograd, bool assign
   return p;
 }
 
-/* Runs a pass on the callers' buffers (in the order of p->op). */
-static int run(pass *p, void *const *ptrs) {
+/* Runs a pass on the callers' buffers (in the order of p->op); s names the
+ * weights of this call. */
+static int run(pass *p, const md_conv_shape *s, void *const *ptrs) {
   dnnl_memory_t user[4] = {0}, mem[4] = {0};
   float *tmp[4] = {0};
   int64_t tmp_floats[4] = {0};
@@ -239,7 +289,12 @@ static int run(pass *p, void *const *ptrs) {
   for (int i = 0; i < p->nops && rc == MD_OK; i++) {
     operand *o = &p->op[i];
     st = dnnl_memory_create(&user[i], &o->user, engine, ptrs[i]);
-    if (st == dnnl_success && o->reorder) {
+    bool need_reorder = o->reorder != NULL;
+    if (st == dnnl_success && o->reorder && o->arg == DNNL_ARG_WEIGHTS && s->w_id) {
+      float *buf = kept_slot(s->w_id, s->w_version, &o->want, &need_reorder);
+      if (!buf) rc = md_error("conv2d (oneDNN): out of memory for reordered weights");
+      else st = dnnl_memory_create(&mem[i], &o->want, engine, buf);
+    } else if (st == dnnl_success && o->reorder) {
       tmp_floats[i] = (int64_t)(dnnl_memory_desc_get_size(&o->want) + 3) / 4;
       tmp[i] = md_alloc_floats(tmp_floats[i]);
       if (!tmp[i]) rc = md_error("conv2d (oneDNN): out of memory for a reorder buffer");
@@ -247,7 +302,7 @@ static int run(pass *p, void *const *ptrs) {
     }
     if (st != dnnl_success && rc == MD_OK) rc = fail("memory creation", st);
     if (rc != MD_OK) break;
-    if (o->reorder && !o->output) {
+    if (o->reorder && !o->output && need_reorder) {
       dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, user[i]}, {DNNL_ARG_TO, mem[i]}};
       st = dnnl_primitive_execute(o->reorder, stream, 2, ra);
       if (st != dnnl_success) rc = fail("input reorder", st);
@@ -280,7 +335,7 @@ int md_dnnl_conv_forward(const md_conv_shape *s, bool winograd, const float *x, 
   pass *p = lookup(s, b ? PASS_FORWARD : PASS_FORWARD_NOBIAS, winograd, true);
   if (!p) return MD_ERR;
   void *with_bias[4] = {(void *)x, (void *)w, (void *)b, y}, *without[3] = {(void *)x, (void *)w, y};
-  return run(p, b ? with_bias : without);
+  return run(p, s, b ? with_bias : without);
 }
 
 const char *md_dnnl_conv_impl(const md_conv_shape *s, bool winograd) {
@@ -298,7 +353,7 @@ int md_dnnl_conv_backward(const md_conv_shape *s, bool winograd, const float *x,
     pass *p = lookup(s, PASS_BACKWARD_DATA, winograd, assign_dx);
     if (!p) return MD_ERR;
     void *ptrs[3] = {(void *)dy, (void *)w, dx};
-    if (run(p, ptrs) != MD_OK) return MD_ERR;
+    if (run(p, s, ptrs) != MD_OK) return MD_ERR;
   }
   if (dw || db) {
     float *dw_buf = dw, *db_buf = db;
@@ -309,7 +364,7 @@ int md_dnnl_conv_backward(const md_conv_shape *s, bool winograd, const float *x,
     int rc = MD_ERR;
     if (p) {
       void *ptrs[4] = {(void *)x, (void *)dy, dw_buf, db_buf};
-      rc = run(p, ptrs);
+      rc = run(p, s, ptrs);
     }
     if (!dw) free(dw_buf);
     if (rc != MD_OK) return MD_ERR;

@@ -198,7 +198,7 @@ static void shape_from_node(const md_node *n, md_conv_shape *s) {
   *s = (md_conv_shape){.n = x->shape[0], .c = x->shape[1], .h = x->shape[2], .w = x->shape[3],
                        .o = w->shape[0], .k = w->shape[2], .stride = n->iarg[0], .pad = n->iarg[1],
                        .ho = n->out_shape[2], .wo = n->out_shape[3], .x_layout = x->storage->layout,
-                       .y_layout = (md_layout)n->iarg[2]};
+                       .y_layout = (md_layout)n->iarg[2], .w_id = w->storage->id, .w_version = w->storage->version};
 }
 
 static int conv_backward(md_node *n, const float *dout, float *const *din) {
@@ -239,6 +239,7 @@ int md_conv2d(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias, int6
   /* oneDNN reads and writes the blocked layout natively: outputs stay in it
    * for the next layer (see tensor.h) */
   s.x_layout = x->storage->layout;
+  s.w_id = w->storage->id, s.w_version = w->storage->version;
   s.y_layout = backend != MD_CONV_IM2COL && !is_empty(&s) && md_blockable(4, shape) ? MD_LAYOUT_BLOCKED : MD_LAYOUT_PLAIN;
   if (backend == MD_CONV_IM2COL && s.x_layout != MD_LAYOUT_PLAIN)
     return md_error("internal: the im2col engine needs a plain input (the binding converts it)");

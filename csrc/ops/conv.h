@@ -15,6 +15,11 @@ typedef struct md_conv_shape {
   /* layouts of x (and dx) and y (and dy); im2col needs both plain. With
    * oneDNN, md_conv2d makes y blocked whenever o is a multiple of 16. */
   md_layout x_layout, y_layout;
+  /* the weights' storage id and version, which name their contents: oneDNN
+   * keeps its reordered copy of the weights until they change (w_id 0: do
+   * not keep). Not part of the shape proper. */
+  uint64_t w_id;
+  uint32_t w_version;
 } md_conv_shape;
 
 /* MD_CONV_DNNL uses Winograd where it pays (see backend/dnnl_conv.h),

@@ -89,6 +89,26 @@ T.test("conv2d gradients against finite differences on every engine", function()
   md.set_conv_backend(default_backend)
 end)
 
+T.test("changed weights reach every engine (no stale reordered copy)", function()
+  local x, w = r(2, 16, 6, 6), r(32, 16, 3, 3)
+  for _, e in ipairs(engines) do
+    md.set_conv_backend(e)
+    local before = md.no_grad(function() return md.conv2d(x, w, nil, 1, 1) end)
+    T.near(md.no_grad(function() return md.conv2d(x, w, nil, 1, 1) end), before, 1e-6, e .. " same weights")
+    md.no_grad(function() w:mul_(2) end)
+    T.near(md.no_grad(function() return md.conv2d(x, w, nil, 1, 1) end), before * 2, 1e-5, e .. " after mul_")
+    md.no_grad(function() w:copy_(w * 0.5) end)
+    T.near(md.no_grad(function() return md.conv2d(x, w, nil, 1, 1) end), before, 1e-5, e .. " after copy_")
+    local opt = md.optim.SGD({ w }, { lr = 1 })
+    w.grad = md.ones(w:shape())
+    opt:step() -- w - 1
+    T.near(md.no_grad(function() return md.conv2d(x, w, nil, 1, 1) end),
+      before - md.conv2d(x, md.ones(w:shape()), nil, 1, 1), 1e-4, e .. " after an optimizer step")
+    md.no_grad(function() w:add_(1) end)
+  end
+  md.set_conv_backend(default_backend)
+end)
+
 T.test("input gradients alone (guidance) and no_grad records nothing", function()
   local x, w = r(2, 3, 7, 7), r(4, 3, 3, 3)
   w:requires_grad(true)
