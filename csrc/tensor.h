@@ -33,7 +33,9 @@ typedef struct md_storage {
   float *data;
   int64_t size;     /* in floats */
   int refcount;
-  uint32_t version; /* bumped by every in-place write; autograd checks it */
+  uint32_t version; /* bumped by every in-place write (code writing md_data()
+                     * directly must bump it too); autograd and the
+                     * convolution engine's weight cache rely on it */
   md_layout layout;
   uint64_t id; /* unique for the process's life: (id, version) names the contents */
 } md_storage;
