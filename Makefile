@@ -10,8 +10,9 @@ PKG_LIBS    := $(shell pkg-config --libs openblas libpng zlib)
 CC      ?= cc
 # 512-bit vectors in our own loops (GCC prefers 256 for -march=native here);
 # a * b + c as one FMA instruction (ISO C mode does not contract by default;
-# this is rounding once instead of twice, not -ffast-math's reordering)
-OPT     ?= -O3 -march=native -mprefer-vector-width=512 -ffp-contract=fast
+# this is rounding once instead of twice, not -ffast-math's reordering);
+# sqrtf without errno, so that loops calling it vectorise (nothing reads errno)
+OPT     ?= -O3 -march=native -mprefer-vector-width=512 -ffp-contract=fast -fno-math-errno
 CFLAGS  ?= $(OPT) -g
 WARN    := -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes
 ALL_CFLAGS := $(WARN) $(CFLAGS) -fPIC -fopenmp -D_GNU_SOURCE $(PKG_CFLAGS) $(EXTRA_CFLAGS)
