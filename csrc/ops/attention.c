@@ -1,28 +1,42 @@
-/* Multi-head self-attention over the H*W positions of an NCHW tensor,
- * fused: scores, softmax and the weighted sum per (image, head) in one
- * pass, parallel over (image, head). At the U-Net's 7x7 (L = 49, d = 32)
- * the matrices are too small for BLAS to pay off; plain loops that
- * vectorise over positions are faster. */
+/* Multi-head self-attention over the H*W positions of an NCHW tensor. The
+ * products run as batched matrix products over every (image, head) at once,
+ * on strided views of the qkv buffer (no copies): at the U-Net's 7x7
+ * (L = 49, d = 32) one oneDNN batched matmul is four times faster than
+ * per-head loops. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../alloc.h"
 #include "../autograd.h"
+#include "../backend/blas.h"
 #include "nn.h"
 #include "vmath.h"
 
-/* q, k, v of head h in image i: [d, L] blocks of qkv [N, 3C, L] */
-#define HEAD(base, i, part, h) ((base) + ((i) * 3 * heads * d + (part) * heads * d + (h) * d) * l)
+/* The products as batches over (image, head), as strided views of the
+ * buffers: qkv [N, 3C, L] holds q, k, v of head h as [d, L] blocks (part 0,
+ * 1, 2), out [N, C, L] holds o the same way, and the scores / probs are
+ * [N, heads, L, L]. */
+typedef struct {
+  int64_t n, heads, d, l;
+} attn_dims;
 
-/* dst[j][i] = src[i][j] for src [rows, cols] */
-static void transpose(const float *restrict src, float *restrict dst, int64_t rows, int64_t cols) {
-  for (int64_t i = 0; i < rows; i++)
-    for (int64_t j = 0; j < cols; j++) dst[j * rows + i] = src[i * cols + j];
+static const float *part(const float *qkv, const attn_dims *a, int p) { return qkv + p * a->heads * a->d * a->l; }
+/* a [d, L] block of qkv (t = 1: its transpose, [L, d]) */
+static md_strides qkv_view(const attn_dims *a, bool t) {
+  return (md_strides){3 * a->heads * a->d * a->l, a->d * a->l, t ? 1 : a->l, t ? a->l : 1};
+}
+/* a [d, L] block of out / dout */
+static md_strides out_view(const attn_dims *a) { return (md_strides){a->heads * a->d * a->l, a->d * a->l, a->l, 1}; }
+/* an [L, L] matrix of the scores (t = 1: its transpose) */
+static md_strides score_view(const attn_dims *a, bool t) {
+  return (md_strides){a->heads * a->l * a->l, a->l * a->l, t ? 1 : a->l, t ? a->l : 1};
 }
 
-/* Row-wise softmax of p [l, l] in place. */
-static void softmax_rows(float *p, int64_t l) {
-  for (int64_t t = 0; t < l; t++) {
+/* Row-wise softmax of rows [l] in place. */
+static void softmax_rows(float *p, int64_t rows, int64_t l) {
+#pragma omp parallel for if (rows * l > 32768) schedule(static)
+  for (int64_t t = 0; t < rows; t++) {
     float *row = p + t * l, m = -INFINITY, sum = 0;
     for (int64_t s = 0; s < l; s++) m = row[s] > m ? row[s] : m;
 #pragma omp simd reduction(+ : sum)
@@ -33,115 +47,63 @@ static void softmax_rows(float *p, int64_t l) {
   }
 }
 
-/* Every product is written with the reduced index outside and a contiguous
- * one inside, so the inner loops are vector FMAs: the scores run over key
- * positions, and P V and dS K run over channels of the transposed V, K
- * (per-thread scratch), whose results are transposed back. */
+/* P = softmax(Q^T K / sqrt(d)) into probs, then O = V P^T. */
 int md_attention_forward(const float *qkv, float *out, float *probs, int64_t n, int64_t heads, int64_t d, int64_t l) {
-  float scale = 1.0f / sqrtf((float)d);
-  bool failed = false;
-#pragma omp parallel
-  {
-    float *vt = malloc((size_t)(2 * l * d) * sizeof(float)), *ot = vt ? vt + l * d : NULL;
-    if (!vt) {
-#pragma omp atomic write
-      failed = true;
-    }
-#pragma omp for schedule(static)
-    for (int64_t ih = 0; ih < n * heads; ih++) {
-      if (!vt) continue;
-      int64_t i = ih / heads, h = ih % heads;
-      const float *q = HEAD(qkv, i, 0, h), *k = HEAD(qkv, i, 1, h), *v = HEAD(qkv, i, 2, h);
-      float *p = probs + ih * l * l, *o = out + (i * heads * d + h * d) * l;
-      memset(p, 0, (size_t)(l * l) * sizeof(float));
-      for (int64_t c = 0; c < d; c++)
-        for (int64_t t = 0; t < l; t++) {
-          float a = q[c * l + t] * scale;
-#pragma omp simd
-          for (int64_t s = 0; s < l; s++) p[t * l + s] += a * k[c * l + s];
-        }
-      softmax_rows(p, l);
-      transpose(v, vt, d, l); /* vt [l, d] */
-      memset(ot, 0, (size_t)(l * d) * sizeof(float));
-      for (int64_t t = 0; t < l; t++)
-        for (int64_t s = 0; s < l; s++) {
-          float ps = p[t * l + s];
-#pragma omp simd
-          for (int64_t c = 0; c < d; c++) ot[t * d + c] += ps * vt[s * d + c];
-        }
-      transpose(ot, o, l, d);
-    }
-    free(vt);
-  }
-  return failed ? md_error("attention: out of memory") : MD_OK;
+  attn_dims a = {n, heads, d, l};
+  if (md_sgemm_batched(n, heads, l, l, d, 1.0f / sqrtf((float)d), part(qkv, &a, 0), qkv_view(&a, true),
+                       part(qkv, &a, 1), qkv_view(&a, false), false, probs, score_view(&a, false)) != MD_OK)
+    return MD_ERR;
+  softmax_rows(probs, n * heads * l, l);
+  return md_sgemm_batched(n, heads, d, l, l, 1.0f, part(qkv, &a, 2), qkv_view(&a, false), probs, score_view(&a, true),
+                          false, out, out_view(&a));
 }
 
-int md_attention_backward(const float *qkv, const float *probs, const float *dout, float *dqkv, int64_t n,
-                          int64_t heads, int64_t d, int64_t l) {
-  float scale = 1.0f / sqrtf((float)d);
-  bool failed = false;
-#pragma omp parallel
-  {
-    float *dp = malloc((size_t)(l * l + 2 * l * d) * sizeof(float));
-    float *kt = dp ? dp + l * l : NULL, *dqt = dp ? kt + l * d : NULL;
-    if (!dp) {
-#pragma omp atomic write
-      failed = true;
-    }
-#pragma omp for schedule(static)
-    for (int64_t ih = 0; ih < n * heads; ih++) {
-      if (!dp) continue;
-      int64_t i = ih / heads, h = ih % heads;
-      const float *q = HEAD(qkv, i, 0, h), *k = HEAD(qkv, i, 1, h), *v = HEAD(qkv, i, 2, h);
-      float *dq = HEAD(dqkv, i, 0, h), *dk = HEAD(dqkv, i, 1, h), *dv = HEAD(dqkv, i, 2, h);
-      const float *p = probs + ih * l * l, *g = dout + (i * heads * d + h * d) * l;
-      memset(dp, 0, (size_t)(l * l) * sizeof(float));
-      for (int64_t c = 0; c < d; c++)
-        for (int64_t t = 0; t < l; t++) {
-          float gc = g[c * l + t];
-#pragma omp simd
-          for (int64_t s = 0; s < l; s++) {
-            dp[t * l + s] += gc * v[c * l + s];
-            dv[c * l + s] += gc * p[t * l + s];
-          }
-        }
-      /* through the softmax: dS = P * (dP - rowsum(dP * P)), in place */
-      for (int64_t t = 0; t < l; t++) {
-        float dot = 0;
+/* dS = P * (dP - rowsum(dP * P)) / sqrt(d), in place of dP */
+static void softmax_backward_rows(const float *p, float *dp, int64_t rows, int64_t l, float scale) {
+#pragma omp parallel for if (rows * l > 32768) schedule(static)
+  for (int64_t t = 0; t < rows; t++) {
+    const float *pr = p + t * l;
+    float *dr = dp + t * l, dot = 0;
 #pragma omp simd reduction(+ : dot)
-        for (int64_t s = 0; s < l; s++) dot += dp[t * l + s] * p[t * l + s];
+    for (int64_t s = 0; s < l; s++) dot += dr[s] * pr[s];
 #pragma omp simd
-        for (int64_t s = 0; s < l; s++) dp[t * l + s] = p[t * l + s] * (dp[t * l + s] - dot) * scale;
-      }
-      for (int64_t c = 0; c < d; c++)
-        for (int64_t t = 0; t < l; t++) {
-          float a = q[c * l + t];
-#pragma omp simd
-          for (int64_t s = 0; s < l; s++) dk[c * l + s] += a * dp[t * l + s];
-        }
-      transpose(k, kt, d, l); /* kt [l, d] */
-      memset(dqt, 0, (size_t)(l * d) * sizeof(float));
-      for (int64_t t = 0; t < l; t++)
-        for (int64_t s = 0; s < l; s++) {
-          float ds = dp[t * l + s];
-#pragma omp simd
-          for (int64_t c = 0; c < d; c++) dqt[t * d + c] += ds * kt[s * d + c];
-        }
-      for (int64_t c = 0; c < d; c++)
-        for (int64_t t = 0; t < l; t++) dq[c * l + t] += dqt[t * d + c];
-    }
-    free(dp);
+    for (int64_t s = 0; s < l; s++) dr[s] = pr[s] * (dr[s] - dot) * scale;
   }
-  return failed ? md_error("attention backward: out of memory") : MD_OK;
+}
+
+/* dV = dO P, dP = dO^T V, dS from dP, dQ = K dS^T, dK = Q dS; into dqkv,
+ * added to it unless assign. */
+int md_attention_backward(const float *qkv, const float *probs, const float *dout, float *dqkv, int64_t n,
+                          int64_t heads, int64_t d, int64_t l, bool assign) {
+  attn_dims a = {n, heads, d, l};
+  md_strides qv = qkv_view(&a, false), ov = out_view(&a), sv = score_view(&a, false);
+  float *dp = md_alloc_floats(n * heads * l * l);
+  if (!dp) return md_error("attention backward: out of memory");
+  bool acc = !assign;
+  int rc = md_sgemm_batched(n, heads, d, l, l, 1.0f, dout, ov, probs, sv, acc, (float *)part(dqkv, &a, 2), qv);
+  if (rc == MD_OK)
+    rc = md_sgemm_batched(n, heads, l, l, d, 1.0f, dout, (md_strides){ov.b1, ov.b2, 1, l}, part(qkv, &a, 2), qv, false,
+                          dp, sv);
+  if (rc == MD_OK) {
+    softmax_backward_rows(probs, dp, n * heads * l, l, 1.0f / sqrtf((float)d));
+    rc = md_sgemm_batched(n, heads, d, l, l, 1.0f, part(qkv, &a, 1), qv, dp, score_view(&a, true), acc,
+                          (float *)part(dqkv, &a, 0), qv);
+  }
+  if (rc == MD_OK)
+    rc = md_sgemm_batched(n, heads, d, l, l, 1.0f, part(qkv, &a, 0), qv, dp, sv, acc, (float *)part(dqkv, &a, 1), qv);
+  md_free_floats(dp, n * heads * l * l);
+  return rc;
 }
 
 typedef struct {
   float *probs;
+  int64_t floats;
 } attn_ctx;
 
 static void attn_ctx_free(void *p) {
-  free(((attn_ctx *)p)->probs);
-  free(p);
+  attn_ctx *c = p;
+  md_free_floats(c->probs, c->floats);
+  free(c);
 }
 
 static int attention_backward(md_node *n, const float *dout, float *const *din) {
@@ -149,7 +111,7 @@ static int attention_backward(md_node *n, const float *dout, float *const *din) 
   const md_tensor *x = n->inputs[0];
   int64_t heads = n->iarg[0], c = x->shape[1] / 3, l = x->shape[2] * x->shape[3];
   return md_attention_backward(md_data(x), ((attn_ctx *)n->ctx)->probs, dout, din[0], x->shape[0], heads, c / heads,
-                               l);
+                               l, n->fresh[0]);
 }
 
 int md_attention(md_tensor **out, md_tensor *qkv, int64_t heads) {
@@ -162,7 +124,7 @@ int md_attention(md_tensor **out, md_tensor *qkv, int64_t heads) {
   int64_t shape[4] = {n, c, qkv->shape[2], qkv->shape[3]};
   md_tensor *y = md_tensor_new(4, shape);
   attn_ctx *ctx = malloc(sizeof *ctx);
-  if (ctx) ctx->probs = malloc((size_t)(n * heads * l * l + 1) * sizeof(float));
+  if (ctx) ctx->floats = n * heads * l * l, ctx->probs = md_alloc_floats(ctx->floats);
   if (!y || !ctx || !ctx->probs) {
     md_tensor_release(y);
     if (ctx) attn_ctx_free(ctx);
@@ -181,6 +143,7 @@ int md_attention(md_tensor **out, md_tensor *qkv, int64_t heads) {
   }
   if (node) {
     node->iarg[0] = heads;
+    node->assigns = true; /* q, k and v's gradients are each written once */
     node->ctx = ctx;
     node->ctx_free = attn_ctx_free;
   } else {

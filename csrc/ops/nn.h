@@ -44,7 +44,8 @@ int md_group_norm_backward(const float *x, const float *shift, const float *w, c
                            int64_t n, int64_t c, int64_t hw, int64_t groups, bool silu, bool blocked,
                            bool assign_dx);
 int md_attention_forward(const float *qkv, float *out, float *probs, int64_t n, int64_t heads, int64_t d, int64_t l);
+/* backward adds into dqkv, or overwrites it with assign */
 int md_attention_backward(const float *qkv, const float *probs, const float *dout, float *dqkv, int64_t n,
-                          int64_t heads, int64_t d, int64_t l);
+                          int64_t heads, int64_t d, int64_t l, bool assign);
 
 #endif

@@ -176,8 +176,13 @@ START_TEST(attention_matches_naive_and_finite_differences) {
   for (int64_t i = 0; i < nout; i++) fy[i] = (float)ry[i];
   ck_assert_close(y, fy, nout, 1e-5, 1e-4);
   float *dqkv = calloc(nin, 4);
-  md_attention_backward(k.qkv, probs, k.r, dqkv, k.n, k.heads, k.d, k.l);
+  md_attention_backward(k.qkv, probs, k.r, dqkv, k.n, k.heads, k.d, k.l, false);
   ck_assert(grad_check(attn_loss, &k, k.qkv, dqkv, nin, 1e-2f, 80) <= 1.0);
+  float *fresh = malloc(nin * 4); /* overwriting gives what adding to zeros gave */
+  for (int64_t i = 0; i < nin; i++) fresh[i] = NAN;
+  md_attention_backward(k.qkv, probs, k.r, fresh, k.n, k.heads, k.d, k.l, true);
+  ck_assert_close(fresh, dqkv, nin, 1e-6, 1e-5);
+  free(fresh);
   free(k.qkv), free(k.r), free(y), free(probs), free(fy), free(ry), free(dqkv);
 }
 END_TEST
