@@ -4,6 +4,7 @@
 #include "ops/blocked.h"
 #include "profile.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,17 +172,30 @@ static bool may_assign(md_node *n, int i) {
   return assign;
 }
 
+/* For the tests: fill uninitialised gradient buffers with NaN, so that a
+ * backward function that leaves part of one unwritten shows. */
+static bool poison_fresh;
+void md_autograd_poison_fresh(bool on) { poison_fresh = on; }
+
+static void poison(float *p, int64_t n) {
+  for (int64_t i = 0; poison_fresh && i < n; i++) p[i] = NAN;
+}
+
 /* A first gradient buffer for input i of n. */
 static float *new_grad_buf(md_node *n, int i, int64_t numel) {
   if (!may_assign(n, i)) return zeroed(numel);
   float *p = md_alloc_floats(numel);
   if (!p) md_error("backward: out of memory for a gradient of %lld floats", (long long)numel);
+  else poison(p, numel);
   return p;
 }
 
 /* The same for a leaf's .grad or a target's gradient, shaped like `like`. */
 static md_tensor *new_grad_tensor(md_node *n, int i, const md_tensor *like) {
-  return may_assign(n, i) ? md_tensor_empty_like(like) : md_tensor_zeros_like(like);
+  if (!may_assign(n, i)) return md_tensor_zeros_like(like);
+  md_tensor *g = md_tensor_empty_like(like);
+  if (g) poison(md_data(g), g->numel);
+  return g;
 }
 
 static int sweep(md_tensor *root, const md_tensor *grad_root, int ntargets,

@@ -93,6 +93,10 @@ int md_record(md_node **node, md_tensor *out, const char *op, md_backward_fn bac
  * reference cycle. */
 int md_node_save(md_node *n, int slot, const md_tensor *t);
 
+/* Tests: fill the uninitialised gradient buffers handed to assigning ops
+ * with NaN (see md_backward_fn), so that an element left unwritten shows. */
+void md_autograd_poison_fresh(bool on);
+
 void md_node_retain(md_node *n);
 void md_node_release(md_node *n);
 

@@ -383,6 +383,12 @@ static int f_is_grad_enabled(lua_State *L) {
   return 1;
 }
 
+/* core.poison_fresh_gradients(on), for the tests: see md_autograd_poison_fresh */
+static int f_poison_fresh_gradients(lua_State *L) {
+  md_autograd_poison_fresh(lua_toboolean(L, 1));
+  return 0;
+}
+
 static int f_set_grad_enabled(lua_State *L) {
   lua_pushboolean(L, md_grad_enabled());
   md_set_grad_enabled(lua_toboolean(L, 1));
@@ -437,6 +443,7 @@ const luaL_Reg mdl_tensor_funcs[] = {
     {"is_tensor", f_is_tensor},
     {"from_flat", f_from_flat},
     {"is_grad_enabled", f_is_grad_enabled},
+    {"poison_fresh_gradients", f_poison_fresh_gradients},
     {"set_grad_enabled", f_set_grad_enabled},
     {"set_num_threads", f_set_num_threads},
     {"get_num_threads", f_get_num_threads},

@@ -172,7 +172,8 @@ static void binary_grad_row(md_binary_op op, int k, const float *a, int64_t sa, 
 }
 
 /* A fresh gradient (see md_backward_fn) is assigned where each element gets
- * one term, and zeroed first where the operand was broadcast. */
+ * one term, and zeroed first where rows reduce into it: the operand was
+ * broadcast, or its row stride is 0 (a single element, 0-dim or not). */
 static int binary_backward(md_node *n, const float *dout, float *const *din) {
   const md_tensor *ins[2] = {n->inputs[0], n->inputs[1]};
   plan p;
@@ -182,9 +183,9 @@ static int binary_backward(md_node *n, const float *dout, float *const *din) {
   for (int k = 0; k < 2; k++) {
     if (!din[k]) continue;
     float *d = din[k];
-    bool broadcast = ins[k]->numel != n->out_numel;
-    if (n->fresh[k] && broadcast) memset(d, 0, (size_t)ins[k]->numel * sizeof(float));
-    bool assign = n->fresh[k] && !broadcast;
+    bool broadcast = ins[k]->numel != n->out_numel, reduces = broadcast || p.st[k][p.nd - 1] == 0;
+    if (n->fresh[k] && reduces) memset(d, 0, (size_t)ins[k]->numel * sizeof(float));
+    bool assign = n->fresh[k] && !reduces;
     /* pieces write disjoint gradient elements only when operand k is not broadcast */
     bool par = !broadcast && n->out_numel > PAR_MIN;
     int64_t per = par ? pieces_per_row(len) : 1, piece = par ? (len + per - 1) / per : len;

@@ -106,6 +106,17 @@ T.test("gradients: layout ops and products", function()
   T.gradcheck(function(x, w, b) return wsum(md.linear(x, w, b)) end, { r(2, 3, 4), r(5, 4), r(5) })
 end)
 
+-- A loss that adds two scalar losses (VAE: reconstruction + KL): the 0-dim
+-- operands reduce into their gradient, which must be zeroed first.
+T.test("gradients through sums of scalars", function()
+  T.gradcheck(function(a, b) return a:sum() + (b * b):sum() * 0.5 end, { r(3, 4), r(5) })
+  local x = r(4)
+  x:requires_grad(true)
+  local loss = (x * 2):sum() + (x * x):mean()
+  loss:backward()
+  T.near(x.grad, x:detach() * 0.5 + 2, 1e-5)
+end)
+
 T.test("gradients: convolution, normalisation, attention, pooling", function()
   for _, cfg in ipairs { { k = 3, s = 1, p = 1 }, { k = 3, s = 2, p = 1 }, { k = 1, s = 1, p = 0 }, { k = 3, s = 1, p = 0 } } do
     T.gradcheck(function(x, w, b) return wsum(md.conv2d(x, w, b, cfg.s, cfg.p)) end,
