@@ -87,9 +87,10 @@ static int m_le(lua_State *L) { return push_binary(L, MD_LE, 1, 2); }
 static int m_gt(lua_State *L) { return push_binary(L, MD_GT, 1, 2); }
 static int m_ge(lua_State *L) { return push_binary(L, MD_GE, 1, 2); }
 
-/* in place: t:add_(x [, alpha]), sub_, mul_, div_ */
+/* in place: t:add_(x [, alpha]), sub_, mul_, div_. With a number the op is
+ * pointwise and keeps t's layout; with a tensor t is made plain first. */
 static int inplace(lua_State *L, md_binary_op op) {
-  md_tensor *t = mdl_check_inplace(L, 1);
+  md_tensor *t = lua_type(L, 2) == LUA_TNUMBER ? mdl_check_any(L, 1) : mdl_check_inplace(L, 1);
   if (lua_type(L, 2) == LUA_TNUMBER) {
     float s = (float)lua_tonumber(L, 2) * (float)luaL_optnumber(L, 3, 1);
     switch (op) {
@@ -150,7 +151,7 @@ static int m_clamp(lua_State *L) {
 static int m_clamp_(lua_State *L) {
   float lo, hi;
   clamp_bounds(L, &lo, &hi);
-  mdl_check_rc(L, md_unary_(MD_CLAMP, mdl_check_inplace(L, 1), lo, hi));
+  mdl_check_rc(L, md_unary_(MD_CLAMP, mdl_check_any(L, 1), lo, hi)); /* pointwise: any layout */
   lua_settop(L, 1);
   return 1;
 }
@@ -233,13 +234,13 @@ static int m_copy_(lua_State *L) {
 }
 
 static int m_fill_(lua_State *L) {
-  mdl_check_rc(L, md_fill_(mdl_check_inplace(L, 1), (float)luaL_checknumber(L, 2)));
+  mdl_check_rc(L, md_fill_(mdl_check_any(L, 1), (float)luaL_checknumber(L, 2))); /* any layout */
   lua_settop(L, 1);
   return 1;
 }
 
 static int m_zero_(lua_State *L) {
-  mdl_check_rc(L, md_fill_(mdl_check_inplace(L, 1), 0.0f));
+  mdl_check_rc(L, md_fill_(mdl_check_any(L, 1), 0.0f));
   lua_settop(L, 1);
   return 1;
 }
