@@ -1,7 +1,7 @@
 #include "autograd.h"
 
 #include "alloc.h"
-#include "ops/blocked.h"
+#include "layout.h"
 #include "profile.h"
 
 #include <math.h>
@@ -13,6 +13,17 @@ static _Thread_local bool grad_disabled;
 bool md_grad_enabled(void) { return !grad_disabled; }
 void md_set_grad_enabled(bool on) { grad_disabled = !on; }
 
+int md_begin_inplace(md_tensor *t, const char *op) {
+  if (md_grad_enabled() && md_needs_grad(t))
+    return md_error("%s: in-place operation on a tensor that requires grad "
+                    "(use an out-of-place op, or do it inside md.no_grad)",
+                    op);
+  t->storage->version++;
+  return MD_OK;
+}
+
+static void node_destroy(md_node_ref *r);
+
 int md_record(md_node **node, md_tensor *out, const char *op, md_backward_fn backward,
               int ninputs, md_tensor *const *inputs) {
   *node = NULL;
@@ -22,7 +33,8 @@ int md_record(md_node **node, md_tensor *out, const char *op, md_backward_fn bac
   if (!any) return MD_OK;
   md_node *n = calloc(1, sizeof *n);
   if (!n) return md_error("%s: out of memory recording the autograd graph", op);
-  n->refcount = 1;
+  n->ref.refcount = 1;
+  n->ref.destroy = node_destroy;
   n->op = op;
   n->backward = backward;
   n->ninputs = ninputs;
@@ -54,7 +66,7 @@ int md_node_save(md_node *n, int slot, const md_tensor *t) {
 }
 
 void md_node_retain(md_node *n) {
-  if (n) n->refcount++;
+  if (n) n->ref.refcount++;
 }
 
 /* Drops what the node holds; the node itself may live on (a tensor still
@@ -73,8 +85,10 @@ static void node_free_saved(md_node *n) {
   n->backward = NULL;
 }
 
-void md_node_release(md_node *n) {
-  if (!n || --n->refcount > 0) return;
+void md_node_release(md_node *n) { md_node_ref_release(n); }
+
+static void node_destroy(md_node_ref *r) {
+  md_node *n = (md_node *)r;
   /* Releasing inputs can release their nodes in turn; a long chain (an
    * unrolled sampler loop) recurses once per node, which is bounded by the
    * graph depth of one training step. */

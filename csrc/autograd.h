@@ -40,7 +40,7 @@
 typedef int (*md_backward_fn)(md_node *n, const float *dout, float *const *din);
 
 struct md_node {
-  int refcount;
+  md_node_ref ref; /* first: tensors release nodes through it (tensor.h) */
   const char *op; /* op name, for error messages */
   md_backward_fn backward;
 
@@ -96,6 +96,10 @@ int md_node_save(md_node *n, int slot, const md_tensor *t);
 /* Tests: fill the uninitialised gradient buffers handed to assigning ops
  * with NaN (see md_backward_fn), so that an element left unwritten shows. */
 void md_autograd_poison_fresh(bool on);
+
+/* In-place writes: refuse when autograd would need the old values, and bump
+ * the storage version so saved tensors modified later are caught. */
+int md_begin_inplace(md_tensor *t, const char *op);
 
 void md_node_retain(md_node *n);
 void md_node_release(md_node *n);

@@ -1,12 +1,12 @@
 #include "diffusion.h"
+#include "backend/threads.h"
 
 #include <math.h>
 
-#define PAR_MIN 32768
 
 void md_q_sample(const float *x0, const float *noise, const float *t, const float *ab, int64_t n, int64_t per,
                  float *xt) {
-#pragma omp parallel for if (n * per > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n * per > MD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) {
     float a = ab[(int64_t)t[i]], sa = sqrtf(a), sb = sqrtf(1.0f - a);
     for (int64_t j = i * per; j < (i + 1) * per; j++) xt[j] = sa * x0[j] + sb * noise[j];
@@ -15,7 +15,7 @@ void md_q_sample(const float *x0, const float *noise, const float *t, const floa
 
 void md_v_target(const float *x0, const float *noise, const float *t, const float *ab, int64_t n, int64_t per,
                  float *v) {
-#pragma omp parallel for if (n * per > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n * per > MD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) {
     float a = ab[(int64_t)t[i]], sa = sqrtf(a), sb = sqrtf(1.0f - a);
     for (int64_t j = i * per; j < (i + 1) * per; j++) v[j] = sa * noise[j] - sb * x0[j];
@@ -25,7 +25,7 @@ void md_v_target(const float *x0, const float *noise, const float *t, const floa
 void md_pred_to_x0_eps(const float *x, const float *out, int64_t n, float ab, md_prediction kind, bool clip,
                        float *x0, float *eps) {
   const float sa = sqrtf(ab), sb = sqrtf(1.0f - ab);
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > MD_PAR_MIN) schedule(static)
   for (int64_t j = 0; j < n; j++) {
     float p, e;
     switch (kind) {
@@ -51,7 +51,7 @@ void md_ddpm_step(const float *x, const float *x0, const float *noise, const flo
   const float posterior = beta * (1.0f - ab_prev) / (1.0f - ab_t);
   const float var = large_variance && !last ? beta : posterior;
   const float sd = last ? 0.0f : sqrtf(var);
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > MD_PAR_MIN) schedule(static)
   for (int64_t j = 0; j < n; j++) {
     float mean = c0 * x0[j] + ct * x[j];
     if (shift) mean += var * shift[j];
@@ -63,6 +63,6 @@ void md_ddim_step(const float *x0, const float *eps, const float *noise, int64_t
                   float eta, float *out) {
   const float sigma = eta * sqrtf((1.0f - ab_prev) / (1.0f - ab_t)) * sqrtf(1.0f - ab_t / ab_prev);
   const float c0 = sqrtf(ab_prev), ce = sqrtf(fmaxf(1.0f - ab_prev - sigma * sigma, 0.0f));
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > MD_PAR_MIN) schedule(static)
   for (int64_t j = 0; j < n; j++) out[j] = c0 * x0[j] + ce * eps[j] + (noise && sigma > 0 ? sigma * noise[j] : 0.0f);
 }

@@ -15,7 +15,7 @@
 void md_q_sample(const float *x0, const float *noise, const float *t, const float *ab, int64_t n, int64_t per,
                  float *xt);
 
-typedef enum { MD_PRED_EPS, MD_PRED_X0, MD_PRED_V } md_prediction;
+typedef enum { MD_PRED_EPS, MD_PRED_X0, MD_PRED_V, MD_PRED_COUNT } md_prediction;
 
 /* From the model output to (x0, eps) at alpha-bar ab; optionally clips x0
  * to [-1, 1] and recomputes eps from the clipped x0 (as ADM does). */

@@ -3,9 +3,9 @@
 #include <math.h>
 
 #include "detsum.h"
+#include "backend/threads.h"
 
 /* Below this many elements a parallel region costs more than it saves. */
-#define PAR_MIN 32768
 
 void md_adam_step(float *p, const float *g, float *m, float *v, int64_t n, int64_t step,
                   const md_adam_config *c) {
@@ -15,7 +15,7 @@ void md_adam_step(float *p, const float *g, float *m, float *v, int64_t n, int64
   const float step_size = c->lr / bc1;
   const float decay = c->decoupled ? 1.0f - c->lr * wd : 1.0f;
   const float l2 = c->decoupled ? 0.0f : wd;
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > MD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) {
     float gi = g[i] + l2 * p[i];
     float mi = b1 * m[i] + (1.0f - b1) * gi;
@@ -28,7 +28,7 @@ void md_adam_step(float *p, const float *g, float *m, float *v, int64_t n, int64
 
 void md_sgd_step(float *p, const float *g, float *buf, int64_t n, bool first, const md_sgd_config *c) {
   const float mom = c->momentum, damp = c->dampening, wd = c->weight_decay, lr = c->lr;
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > MD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) {
     float d = g[i] + wd * p[i];
     if (mom != 0.0f) {
@@ -42,13 +42,13 @@ void md_sgd_step(float *p, const float *g, float *buf, int64_t n, bool first, co
 
 void md_ema_update(float *ema, const float *p, int64_t n, float decay) {
   const float w = 1.0f - decay;
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > MD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) ema[i] += w * (p[i] - ema[i]);
 }
 
 double md_sum_squares(const float *g, int64_t n) {
   double part[MD_SUM_CHUNKS];
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > MD_PAR_MIN) schedule(static)
   for (int c = 0; c < MD_SUM_CHUNKS; c++) {
     double s = 0;
     for (int64_t i = md_chunk_start(n, c); i < md_chunk_start(n, c + 1); i++) s += (double)g[i] * g[i];
@@ -58,6 +58,6 @@ double md_sum_squares(const float *g, int64_t n) {
 }
 
 void md_scale(float *g, int64_t n, float s) {
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > MD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) g[i] *= s;
 }

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "alloc.h"
-#include "autograd.h"
 
 static int64_t live_bytes, total_bytes;
 static uint64_t storages_made;
@@ -144,6 +143,11 @@ md_tensor *md_tensor_alias(const md_tensor *t, int64_t offset, int ndim, const i
   return v;
 }
 
+void md_node_ref_release(md_node *n) {
+  md_node_ref *r = (md_node_ref *)n;
+  if (r && --r->refcount == 0) r->destroy(r);
+}
+
 void md_tensor_retain(md_tensor *t) {
   if (t) t->refcount++;
 }
@@ -152,7 +156,7 @@ void md_tensor_release(md_tensor *t) {
   if (!t || --t->refcount > 0) return;
   storage_release(t->storage);
   md_tensor_release(t->grad);
-  md_node_release(t->grad_fn);
+  md_node_ref_release(t->grad_fn);
   free(t);
 }
 
@@ -177,14 +181,5 @@ int md_resolve_dim(const char *op, int dim, int ndim, int *out) {
     return md_error("%s: dimension %d out of range for a %d-dimensional tensor", op,
                     dim < 0 ? dim : dim + 1, ndim);
   *out = d;
-  return MD_OK;
-}
-
-int md_begin_inplace(md_tensor *t, const char *op) {
-  if (md_grad_enabled() && md_needs_grad(t))
-    return md_error("%s: in-place operation on a tensor that requires grad "
-                    "(use an out-of-place op, or do it inside md.no_grad)",
-                    op);
-  t->storage->version++;
   return MD_OK;
 }

@@ -40,7 +40,16 @@ typedef struct md_storage {
   uint64_t id; /* unique for the process's life: (id, version) names the contents */
 } md_storage;
 
+/* A tensor's autograd node (autograd.h) begins with this header: its
+ * reference count and the function that frees it. That is all tensor.c
+ * needs to know, so tensors sit below autograd. */
 typedef struct md_node md_node;
+typedef struct md_node_ref {
+  int refcount;
+  void (*destroy)(struct md_node_ref *self);
+} md_node_ref;
+/* Drops one reference to n (NULL is fine); the last one frees it. */
+void md_node_ref_release(md_node *n);
 
 typedef struct md_tensor {
   int refcount;
@@ -95,9 +104,6 @@ const char *md_shape_str(const md_tensor *t, char *buf, size_t n);
  * returns MD_ERR with a message naming `op` when out of range. */
 int md_resolve_dim(const char *op, int dim, int ndim, int *out);
 
-/* In-place writes: refuse when autograd would need the old values, and bump
- * the storage version so saved tensors modified later are caught. */
-int md_begin_inplace(md_tensor *t, const char *op);
 
 /* Memory accounting, so the binding can tell Lua's collector about tensor
  * memory it cannot see. */

@@ -1,4 +1,6 @@
 /* Binding for convolution: md.conv2d and the engine switch. */
+#include <assert.h>
+
 #include <string.h>
 
 #include "../ops/conv.h"
@@ -14,7 +16,9 @@ static int f_conv2d(lua_State *L) {
   return mdl_push(L, y);
 }
 
-static const char *const backend_names[] = {"im2col", "dnnl", "dnnl_direct", NULL};
+static const char *const backend_names[] = {[MD_CONV_IM2COL] = "im2col", [MD_CONV_DNNL] = "dnnl",
+                                            [MD_CONV_DNNL_DIRECT] = "dnnl_direct", [MD_CONV_BACKEND_COUNT] = NULL};
+static_assert(sizeof backend_names / sizeof *backend_names == MD_CONV_BACKEND_COUNT + 1, "an engine without a name");
 
 /* md.set_conv_backend("dnnl" | "dnnl_direct" | "im2col"): "dnnl" uses
  * Winograd for the 3x3 layers where it pays, "dnnl_direct" never */

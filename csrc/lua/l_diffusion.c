@@ -1,6 +1,8 @@
 /* Binding for the diffusion kernels (csrc/diffusion.c). None of them is
  * recorded by autograd: samplers run without grad, and training only
  * differentiates through the model. */
+#include <assert.h>
+
 #include <string.h>
 
 #include "../diffusion.h"
@@ -61,7 +63,9 @@ static float check_ab(lua_State *L, int idx, const char *op) {
 
 /* md.pred_to_x0_eps(x, model_out, ab, kind = "eps" | "x0" | "v", clip) -> x0, eps */
 static int f_pred_to_x0_eps(lua_State *L) {
-  static const char *const kinds[] = {"eps", "x0", "v", NULL};
+  static const char *const kinds[] = {[MD_PRED_EPS] = "eps", [MD_PRED_X0] = "x0", [MD_PRED_V] = "v",
+                                      [MD_PRED_COUNT] = NULL};
+  static_assert(sizeof kinds / sizeof *kinds == MD_PRED_COUNT + 1, "a prediction kind without a name");
   md_tensor *x = mdl_check(L, 1), *out = mdl_check(L, 2);
   same_shape(L, x, out, "pred_to_x0_eps", "the model output");
   float ab = check_ab(L, 3, "pred_to_x0_eps");

@@ -1,7 +1,11 @@
 /* Binding for the network layers and losses (md.group_norm, md.softmax,
  * md.attention, md.mse_loss, ...). */
 #include "../ops/loss.h"
-#include "../ops/nn.h"
+#include "../ops/attention.h"
+#include "../ops/embedding.h"
+#include "../ops/norm.h"
+#include "../ops/pool.h"
+#include "../ops/softmax.h"
 #include "binding.h"
 
 static int push(lua_State *L, int rc, md_tensor *y) {

@@ -5,7 +5,7 @@
 #include <math.h>
 
 #include "../autograd.h"
-#include "../ops/layout.h"
+#include "../ops/movement.h"
 #include "../ops/linalg.h"
 #include "../ops/pointwise.h"
 #include "../ops/reduce.h"

@@ -10,7 +10,7 @@
 #include "../alloc.h"
 #include "../autograd.h"
 #include "../backend/blas.h"
-#include "nn.h"
+#include "attention.h"
 #include "vmath.h"
 
 /* The products as batches over (image, head), as strided views of the

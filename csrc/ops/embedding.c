@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "../autograd.h"
-#include "nn.h"
+#include "embedding.h"
 
 static int embedding_backward(md_node *n, const float *dout, float *const *din) {
   if (!din[0]) return MD_OK;

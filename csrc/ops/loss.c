@@ -1,14 +1,17 @@
 #include "loss.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 
 #include "../autograd.h"
 #include "../detsum.h"
 
-enum { LOSS_MSE, LOSS_BCE, LOSS_BCE_LOGITS, LOSS_CE, LOSS_NLL };
-static const char *const loss_names[] = {"mse_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-                                         "cross_entropy", "nll_loss"};
+enum { LOSS_MSE, LOSS_BCE, LOSS_BCE_LOGITS, LOSS_CE, LOSS_NLL, LOSS_COUNT };
+static const char *const loss_names[] = {[LOSS_MSE] = "mse_loss", [LOSS_BCE] = "binary_cross_entropy",
+                                         [LOSS_BCE_LOGITS] = "binary_cross_entropy_with_logits",
+                                         [LOSS_CE] = "cross_entropy", [LOSS_NLL] = "nll_loss"};
+static_assert(sizeof loss_names / sizeof *loss_names == LOSS_COUNT, "a loss without a name");
 
 static int same_shape(const char *op, const md_tensor *a, const md_tensor *b) {
   if (md_same_shape(a, b)) return MD_OK;

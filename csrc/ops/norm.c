@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "../autograd.h"
-#include "nn.h"
+#include "norm.h"
 #include "vmath.h"
 
 enum { V = MD_BLOCK };

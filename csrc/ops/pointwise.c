@@ -1,13 +1,14 @@
 #include "pointwise.h"
 
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
 #include "../autograd.h"
 #include "vmath.h"
+#include "../backend/threads.h"
 
 /* Below this many elements a parallel region costs more than it saves. */
-#define PAR_MIN 32768
 
 /* ---- broadcasting ------------------------------------------------------------
  * A plan describes up to three operands in the output's index space: one
@@ -89,8 +90,12 @@ int md_broadcast_shape(const char *op, const md_tensor *a, const md_tensor *b, i
 
 /* ---- binary ops ------------------------------------------------------------------ */
 
-static const char *const binary_names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum",
-                                           "eq",  "ne",  "lt",  "le",  "gt",  "ge"};
+/* each name tied to its enum value; the assert catches an op added to one and not the other */
+static const char *const binary_names[] = {
+    [MD_ADD] = "add", [MD_SUB] = "sub", [MD_MUL] = "mul", [MD_DIV] = "div", [MD_POW] = "pow",
+    [MD_MAXIMUM] = "maximum", [MD_MINIMUM] = "minimum", [MD_EQ] = "eq", [MD_NE] = "ne",
+    [MD_LT] = "lt", [MD_LE] = "le", [MD_GT] = "gt", [MD_GE] = "ge"};
+static_assert(sizeof binary_names / sizeof *binary_names == MD_BINARY_COUNT, "a binary op without a name");
 const char *md_binary_name(md_binary_op op) { return binary_names[op]; }
 
 /* One row of o = a op b, with element strides sa, sb (0: broadcast). Called
@@ -112,6 +117,7 @@ static inline void binary_row_strided(md_binary_op op, const float *a, int64_t s
   case MD_LE: for (int64_t i = 0; i < n; i++) o[i] = a[i * sa] <= b[i * sb]; break;
   case MD_GT: for (int64_t i = 0; i < n; i++) o[i] = a[i * sa] > b[i * sb]; break;
   case MD_GE: for (int64_t i = 0; i < n; i++) o[i] = a[i * sa] >= b[i * sb]; break;
+  case MD_BINARY_COUNT: break;
   }
 }
 
@@ -187,7 +193,7 @@ static int binary_backward(md_node *n, const float *dout, float *const *din) {
     if (n->fresh[k] && reduces) memset(d, 0, (size_t)ins[k]->numel * sizeof(float));
     bool assign = n->fresh[k] && !reduces;
     /* pieces write disjoint gradient elements only when operand k is not broadcast */
-    bool par = !broadcast && n->out_numel > PAR_MIN;
+    bool par = !broadcast && n->out_numel > MD_PAR_MIN;
     int64_t per = par ? pieces_per_row(len) : 1, piece = par ? (len + per - 1) / per : len;
     int64_t sa = p.st[0][p.nd - 1], sb = p.st[1][p.nd - 1], sd = p.st[k][p.nd - 1];
 #pragma omp parallel for if (par) schedule(static)
@@ -206,7 +212,7 @@ static void binary_run(md_binary_op op, const plan *p, const float *a, const flo
   int64_t len = plan_row_len(p), rows = len ? numel / len : 0;
   int64_t per = pieces_per_row(len), piece = (len + per - 1) / per;
   int64_t sa = p->st[0][p->nd - 1], sb = p->st[1][p->nd - 1];
-#pragma omp parallel for if (numel > PAR_MIN) schedule(static)
+#pragma omp parallel for if (numel > MD_PAR_MIN) schedule(static)
   for (int64_t u = 0; u < rows * per; u++) {
     int64_t r = u / per, at = (u % per) * piece, cnt = len - at < piece ? len - at : piece;
     binary_row(op, a + row_offset(p, 0, r) + at * sa, sa, b + row_offset(p, 1, r) + at * sb, sb, o + r * len + at, cnt);
@@ -259,14 +265,17 @@ int md_binary_(md_binary_op op, md_tensor *a, const md_tensor *b) {
 /* ---- unary ops ------------------------------------------------------------------ */
 
 static const char *const unary_names[] = {
-    "neg",  "sqrt", "rsqrt", "exp",  "log",    "abs",   "sin",  "cos",
-    "sigmoid", "tanh", "relu", "silu", "affine", "reciprocal", "pow", "clamp"};
+    [MD_NEG] = "neg", [MD_SQRT] = "sqrt", [MD_RSQRT] = "rsqrt", [MD_EXP] = "exp", [MD_LOG] = "log",
+    [MD_ABS] = "abs", [MD_SIN] = "sin", [MD_COS] = "cos", [MD_SIGMOID] = "sigmoid", [MD_TANH] = "tanh",
+    [MD_RELU] = "relu", [MD_SILU] = "silu", [MD_AFFINE] = "affine", [MD_RECIP] = "reciprocal",
+    [MD_POWS] = "pow", [MD_CLAMP] = "clamp"};
+static_assert(sizeof unary_names / sizeof *unary_names == MD_UNARY_COUNT, "a unary op without a name");
 const char *md_unary_name(md_unary_op op) { return unary_names[op]; }
 
 
 static void unary_forward(md_unary_op op, const float *x, float *y, int64_t n, float p0, float p1) {
   switch (op) {
-#define PAR _Pragma("omp parallel for if (n > PAR_MIN) schedule(static)")
+#define PAR _Pragma("omp parallel for if (n > MD_PAR_MIN) schedule(static)")
   case MD_NEG: PAR for (int64_t i = 0; i < n; i++) y[i] = -x[i]; break;
   case MD_SQRT: PAR for (int64_t i = 0; i < n; i++) y[i] = sqrtf(x[i]); break;
   case MD_RSQRT: PAR for (int64_t i = 0; i < n; i++) y[i] = 1.0f / sqrtf(x[i]); break;
@@ -294,7 +303,7 @@ static void unary_forward(md_unary_op op, const float *x, float *y, int64_t n, f
 /* dx += g * dy/dx, from the input x and the output y. */
 static void unary_backward_kernel(md_unary_op op, const float *x, const float *y, const float *g,
                                   float *dx, int64_t n, float p0, float p1) {
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > MD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < n; i++) {
     float d;
     switch (op) {

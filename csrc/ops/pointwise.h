@@ -10,6 +10,7 @@ typedef enum {
   MD_ADD, MD_SUB, MD_MUL, MD_DIV, MD_POW, MD_MAXIMUM, MD_MINIMUM,
   /* comparisons: 1.0 where true, 0.0 elsewhere; not differentiable */
   MD_EQ, MD_NE, MD_LT, MD_LE, MD_GT, MD_GE,
+  MD_BINARY_COUNT,
 } md_binary_op;
 
 typedef enum {

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "../autograd.h"
-#include "nn.h"
 
 /* ---- kernels: one (image, channel) plane per iteration ------------------------------------ */
 

@@ -1,12 +1,16 @@
 /* Nearest-neighbour upsampling and average pooling over NCHW planes: the
- * kernels behind md_upsample_nearest and md_avg_pool2d (declared in nn.h),
- * exposed for the tests. planes = N * C; backward accumulates into dx. */
+ * differentiable ops and the kernels behind them, exposed for the tests.
+ * In the kernels planes = N * C; backward accumulates into dx. */
 #ifndef MD_POOL_H
 #define MD_POOL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
-#include <stdbool.h>
+#include "../tensor.h"
+
+int md_upsample_nearest(md_tensor **out, md_tensor *x, int64_t scale);
+int md_avg_pool2d(md_tensor **out, md_tensor *x, int64_t k, int64_t stride);
 
 /* x [planes, h, w] -> y [planes, h*s, w*s]; blocked: the same tensors in
  * the blocked layout (planes = N * C with C a multiple of 16) */

@@ -1,15 +1,17 @@
 #include "reduce.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../autograd.h"
 #include "../detsum.h"
+#include "../backend/threads.h"
 
-#define PAR_MIN 32768
 
-static const char *const reduce_names[] = {"sum", "mean", "var", "std"};
+static const char *const reduce_names[] = {[MD_SUM] = "sum", [MD_MEAN] = "mean", [MD_VAR] = "var", [MD_STD] = "std"};
+static_assert(sizeof reduce_names / sizeof *reduce_names == MD_REDUCE_COUNT, "a reduction without a name");
 
 /* x seen as [outer, len, inner] around the reduced dimension. */
 typedef struct {
@@ -40,7 +42,7 @@ static int make_span(const char *op, const md_tensor *x, bool all, int dim, span
 /* mean[o*inner+i] over the span, in double */
 static void span_means(const float *x, span s, double *mean) {
   int64_t m = s.outer * s.inner;
-#pragma omp parallel for if (m * s.len > PAR_MIN && m > 1) schedule(static)
+#pragma omp parallel for if (m * s.len > MD_PAR_MIN && m > 1) schedule(static)
   for (int64_t oi = 0; oi < m; oi++) {
     int64_t o = oi / s.inner, i = oi % s.inner;
     const float *p = x + o * s.len * s.inner + i;
@@ -53,7 +55,7 @@ static void span_means(const float *x, span s, double *mean) {
 /* The all-elements case parallelises over the one long row instead. */
 static double row_sum(const float *x, int64_t n) {
   double part[MD_SUM_CHUNKS];
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > MD_PAR_MIN) schedule(static)
   for (int c = 0; c < MD_SUM_CHUNKS; c++) {
     double s = 0;
     for (int64_t j = md_chunk_start(n, c); j < md_chunk_start(n, c + 1); j++) s += x[j];
@@ -64,7 +66,7 @@ static double row_sum(const float *x, int64_t n) {
 
 static double row_sq_dev(const float *x, int64_t n, double mean) {
   double part[MD_SUM_CHUNKS];
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > MD_PAR_MIN) schedule(static)
   for (int c = 0; c < MD_SUM_CHUNKS; c++) {
     double s = 0;
     for (int64_t j = md_chunk_start(n, c); j < md_chunk_start(n, c + 1); j++) s += (x[j] - mean) * (x[j] - mean);
@@ -89,7 +91,7 @@ static int reduce_forward(md_reduce_op op, const float *x, span s, int correctio
       double v = row_sq_dev(x, s.len, mean[0]) / denom;
       y[0] = (float)(op == MD_STD ? sqrt(v) : v);
     } else {
-#pragma omp parallel for if (m * s.len > PAR_MIN && m > 1) schedule(static)
+#pragma omp parallel for if (m * s.len > MD_PAR_MIN && m > 1) schedule(static)
       for (int64_t oi = 0; oi < m; oi++) {
         int64_t o = oi / s.inner, i = oi % s.inner;
         const float *p = x + o * s.len * s.inner + i;
@@ -120,7 +122,7 @@ static int reduce_backward(md_node *n, const float *dout, float *const *din) {
   const float *y = n->saved[0] ? md_data(n->saved[0]) : NULL;
   float *dx = din[0];
   double denom = (double)(s.len - correction);
-#pragma omp parallel for if (m * s.len > PAR_MIN) schedule(static)
+#pragma omp parallel for if (m * s.len > MD_PAR_MIN) schedule(static)
   for (int64_t o = 0; o < s.outer; o++) {
     for (int64_t j = 0; j < s.len; j++) {
       for (int64_t i = 0; i < s.inner; i++) {
@@ -131,6 +133,7 @@ static int reduce_backward(md_node *n, const float *dout, float *const *din) {
         case MD_MEAN: dx[xi] += g / (float)s.len; break;
         case MD_VAR: dx[xi] += (float)(g * 2.0 * (x[xi] - mean[oi]) / denom); break;
         case MD_STD: dx[xi] += (float)(g * (x[xi] - mean[oi]) / (denom * y[oi])); break;
+        case MD_REDUCE_COUNT: break;
         }
       }
     }
@@ -200,7 +203,7 @@ int md_max(md_tensor **values, md_tensor **indices, md_tensor *x, bool all, int 
   const float *px = md_data(x);
   float *pv = md_data(v), *pi = md_data(ix);
   int64_t m = s.outer * s.inner;
-#pragma omp parallel for if (m * s.len > PAR_MIN && m > 1) schedule(static)
+#pragma omp parallel for if (m * s.len > MD_PAR_MIN && m > 1) schedule(static)
   for (int64_t oi = 0; oi < m; oi++) {
     int64_t o = oi / s.inner, i = oi % s.inner;
     const float *p = px + o * s.len * s.inner + i;

@@ -5,7 +5,7 @@
 
 #include "../tensor.h"
 
-typedef enum { MD_SUM, MD_MEAN, MD_VAR, MD_STD } md_reduce_op;
+typedef enum { MD_SUM, MD_MEAN, MD_VAR, MD_STD, MD_REDUCE_COUNT } md_reduce_op;
 
 /* all: reduce every element to a 0-dim tensor (dim, keepdim ignored).
  * correction: Bessel's correction for var/std (1 = unbiased, 0 = biased). */

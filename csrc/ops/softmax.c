@@ -2,7 +2,7 @@
 #include <math.h>
 
 #include "../autograd.h"
-#include "nn.h"
+#include "softmax.h"
 
 static void softmax_forward(const float *x, float *y, int64_t outer, int64_t len, int64_t inner, bool as_log) {
 #pragma omp parallel for if (outer * inner * len > 32768) schedule(static)

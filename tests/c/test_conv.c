@@ -4,11 +4,16 @@
  * gradients, empty shapes, the primitive cache's bound; pooling, upsampling
  * and linear kernels against naive references; argument errors. */
 #include "autograd.h"
-#include "backend/dnnl_conv.h"
+#include "backend/conv_dnnl.h"
+#include "backend/conv_im2col.h"
 #include "ops/blocked.h"
 #include "ops/conv.h"
 #include "ops/linear.h"
-#include "ops/nn.h"
+#include "ops/attention.h"
+#include "ops/embedding.h"
+#include "ops/norm.h"
+#include "ops/pool.h"
+#include "ops/softmax.h"
 #include "ops/pool.h"
 #include "testutil.h"
 

@@ -2,7 +2,8 @@
  * naive direct convolution, forward and both backward passes, over the
  * U-Net's shapes; and the tensor-level op's argument checks. */
 #include "autograd.h"
-#include "backend/dnnl_conv.h"
+#include "backend/conv_dnnl.h"
+#include "backend/conv_im2col.h"
 #include "ops/conv.h"
 #include "testutil.h"
 

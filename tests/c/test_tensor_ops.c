@@ -3,7 +3,7 @@
  * against finite differences of its own forward (grad_check). Dimensions are
  * 0-based here, as in the C API. */
 #include "autograd.h"
-#include "ops/layout.h"
+#include "ops/movement.h"
 #include "ops/linalg.h"
 #include "ops/pointwise.h"
 #include "ops/reduce.h"

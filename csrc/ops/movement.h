@@ -1,8 +1,8 @@
 /* Ops that move data without arithmetic: copies, concatenation, stacking,
  * permutation (always copying: tensors stay contiguous) and gathering rows
  * along a dimension. All differentiable. */
-#ifndef MD_LAYOUT_H
-#define MD_LAYOUT_H
+#ifndef MD_MOVEMENT_H
+#define MD_MOVEMENT_H
 
 #include "../tensor.h"
 

@@ -5,10 +5,10 @@
  * by reorders at the edges. Backward passes accumulate (+=). With winograd,
  * 3x3 stride-1 layers with 16-channel multiples and enough positions use
  * Winograd F(4x4, 3x3); everything else uses the direct kernels. */
-#ifndef MD_DNNL_CONV_H
-#define MD_DNNL_CONV_H
+#ifndef MD_CONV_DNNL_H
+#define MD_CONV_DNNL_H
 
-#include "../ops/conv.h"
+#include "conv_shape.h"
 
 #include <stdbool.h>
 

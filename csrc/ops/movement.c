@@ -1,12 +1,12 @@
-#include "layout.h"
+#include "movement.h"
 
 #include <math.h>
 #include <string.h>
 
 #include "../autograd.h"
 #include "view.h"
+#include "../backend/threads.h"
 
-#define PAR_MIN 32768
 
 /* ---- clone, copy_, fill_ ----------------------------------------------------- */
 
@@ -52,7 +52,7 @@ int md_copy_(md_tensor *dst, const md_tensor *src) {
     memmove(pd, ps, (size_t)dst->numel * sizeof(float));
     return MD_OK;
   }
-#pragma omp parallel for if (dst->numel > PAR_MIN) schedule(static)
+#pragma omp parallel for if (dst->numel > MD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < dst->numel; i++) {
     int64_t rem = i, off = 0;
     for (int d = dst->ndim - 1; d >= 0; d--) {
@@ -67,7 +67,7 @@ int md_copy_(md_tensor *dst, const md_tensor *src) {
 int md_fill_(md_tensor *dst, float value) {
   if (md_begin_inplace(dst, "fill_") != MD_OK) return MD_ERR;
   float *d = md_data(dst);
-#pragma omp parallel for if (dst->numel > PAR_MIN) schedule(static)
+#pragma omp parallel for if (dst->numel > MD_PAR_MIN) schedule(static)
   for (int64_t i = 0; i < dst->numel; i++) d[i] = value;
   return MD_OK;
 }
@@ -202,7 +202,7 @@ static void permute_walk(int nd, const int64_t *out_shape, const int64_t *src_st
   int64_t len = nd ? out_shape[nd - 1] : 1, step = nd ? src_stride[nd - 1] : 0;
   int64_t rows = md_shape_numel(nd, out_shape) / (len ? len : 1);
   if (len == 0) return;
-#pragma omp parallel for if (rows * len > PAR_MIN) schedule(static)
+#pragma omp parallel for if (rows * len > MD_PAR_MIN) schedule(static)
   for (int64_t r = 0; r < rows; r++) {
     int64_t off = 0, rem = r;
     for (int d = nd - 2; d >= 0; d--) {
@@ -298,7 +298,7 @@ int md_index_select(md_tensor **out, md_tensor *x, int dim, const md_tensor *idx
   int64_t outer = md_shape_numel(d, x->shape), inner = md_shape_numel(x->ndim - d - 1, x->shape + d + 1);
   const float *px = md_data(x);
   float *py = md_data(y);
-#pragma omp parallel for if (y->numel > PAR_MIN) schedule(static)
+#pragma omp parallel for if (y->numel > MD_PAR_MIN) schedule(static)
   for (int64_t oj = 0; oj < outer * k; oj++) {
     int64_t o = oj / k, j = oj % k;
     memcpy(py + oj * inner, px + (o * len + (int64_t)pi[j]) * inner, (size_t)inner * sizeof(float));

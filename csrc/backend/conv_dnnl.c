@@ -1,4 +1,4 @@
-#include "dnnl_conv.h"
+#include "conv_dnnl.h"
 
 #ifdef MD_HAVE_DNNL
 
