@@ -54,3 +54,16 @@ int md_make_plain_inplace(md_tensor *t) {
   md_tensor_release(p);
   return MD_OK;
 }
+
+int md_plain_values(md_tensor **out, const md_tensor *t) {
+  if (!md_is_blocked(t)) {
+    md_tensor_retain((md_tensor *)t);
+    *out = (md_tensor *)t;
+    return MD_OK;
+  }
+  md_tensor *p = md_tensor_new(t->ndim, t->shape);
+  if (!p) return MD_ERR;
+  md_unblock_kernel(md_data(t), md_data(p), t->shape[0], t->shape[1], plane(t), false);
+  *out = p;
+  return MD_OK;
+}

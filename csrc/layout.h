@@ -18,4 +18,9 @@ void md_unblock_kernel(const float *blocked, float *plain, int64_t n, int64_t c,
  * swept (as after any in-place write). */
 int md_make_plain_inplace(md_tensor *t);
 
+/* t's values in plain layout for code that reads them outside autograd (I/O,
+ * the binding's element access, the float kernels of optim and diffusion):
+ * t itself when plain (a new reference), else a plain copy. */
+int md_plain_values(md_tensor **out, const md_tensor *t);
+
 #endif

@@ -4,6 +4,8 @@
  * reachable from `volatile` locals so the error path can free it. */
 #include "png.h"
 
+#include "../layout.h"
+
 #include <errno.h>
 #include <math.h>
 #include <png.h>
@@ -177,10 +179,13 @@ int md_make_grid(md_tensor **out, const md_tensor *b, int64_t nrow, int64_t pad,
   if (n < 1) return md_error("make_grid: empty batch %s", md_shape_str(b, sb, sizeof sb));
   int64_t cols = n < nrow ? n : nrow, rows = (n + cols - 1) / cols;
   int64_t shape[3] = {c, rows * (h + pad) + pad, cols * (w + pad) + pad};
-  md_tensor *g = md_tensor_full(3, shape, pad_value);
-  if (!g) return MD_ERR;
+  md_tensor *g = md_tensor_full(3, shape, pad_value), *plain = NULL;
+  if (!g || md_plain_values(&plain, b) != MD_OK) {
+    md_tensor_release(g);
+    return MD_ERR;
+  }
   int64_t gh = shape[1], gw = shape[2];
-  const float *src = md_data(b);
+  const float *src = md_data(plain);
   float *dst = md_data(g);
   for (int64_t i = 0; i < n; i++) {
     int64_t y0 = pad + (i / cols) * (h + pad), x0 = pad + (i % cols) * (w + pad);
@@ -188,6 +193,7 @@ int md_make_grid(md_tensor **out, const md_tensor *b, int64_t nrow, int64_t pad,
       for (int64_t y = 0; y < h; y++)
         memcpy(dst + (ch * gh + y0 + y) * gw + x0, src + ((i * c + ch) * h + y) * w, (size_t)w * sizeof(float));
   }
+  md_tensor_release(plain);
   *out = g;
   return MD_OK;
 }

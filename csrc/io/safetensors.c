@@ -3,6 +3,8 @@
  * checked against the file before any memory is touched. */
 #include "safetensors.h"
 
+#include "../layout.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,8 +113,14 @@ static int write_all(const char *path, const char *tmp, const sbuf *h, const pai
   for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h->len >> (8 * i));
   int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h->p, 1, h->len, f) == h->len;
   for (int i = 0; ok && i < n; i++) {
-    const md_tensor *t = ts[i].val;
+    md_tensor *t; /* files hold plain row-major values */
+    if (md_plain_values(&t, ts[i].val) != MD_OK) {
+      fclose(f);
+      remove(tmp);
+      return MD_ERR;
+    }
     ok = fwrite(md_data(t), sizeof(float), (size_t)t->numel, f) == (size_t)t->numel;
+    md_tensor_release(t);
   }
   ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0; /* on disk before the rename makes it visible */
   int err = errno;

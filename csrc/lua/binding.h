@@ -15,20 +15,18 @@
 
 #define MDL_TENSOR "moondust.Tensor"
 
-/* The tensor at idx, in plain layout; raises "bad argument #idx
- * (moondust.Tensor expected, got X)". A blocked tensor (see tensor.h) is
- * converted: its plain copy, recorded by autograd, replaces it on the stack,
- * so every op that does not know the blocked layout sees NCHW. */
+/* The tensor at idx, as it is; raises "bad argument #idx (moondust.Tensor
+ * expected, got X)". Tensors may be in either layout (see tensor.h): the
+ * ops decide what to do with a blocked one (ops/blocked.h), so the binding
+ * passes tensors through unchanged. */
 md_tensor *mdl_check(lua_State *L, int idx);
-/* The tensor at idx as it is, for the ops that know the blocked layout and
- * for what reads only shape and autograd state. */
-md_tensor *mdl_check_any(lua_State *L, int idx);
-/* The tensor at idx, for an in-place op: a blocked one is turned plain in
- * place (md_make_plain_inplace). */
-md_tensor *mdl_check_inplace(lua_State *L, int idx);
-/* Like mdl_check / mdl_check_any, but return NULL for nil or none. */
+/* Like mdl_check, but NULL for nil or none. */
 md_tensor *mdl_opt(lua_State *L, int idx);
-md_tensor *mdl_opt_any(lua_State *L, int idx);
+/* For the few bindings that read a tensor's memory themselves (element
+ * access, the float kernels of optim and diffusion): the values at idx in
+ * plain layout (md_plain_values), left on the stack in its place so the
+ * collector owns the copy. */
+md_tensor *mdl_values(lua_State *L, int idx);
 /* True when the value at idx is a tensor. */
 int mdl_is(lua_State *L, int idx);
 

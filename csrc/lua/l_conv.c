@@ -10,8 +10,7 @@
 static int f_conv2d(lua_State *L) {
   md_tensor *y;
   lua_Integer stride = luaL_optinteger(L, 4, 1), pad = luaL_optinteger(L, 5, 0);
-  /* oneDNN takes a blocked input as it is; im2col needs it plain */
-  md_tensor *x = md_get_conv_backend() == MD_CONV_IM2COL ? mdl_check(L, 1) : mdl_check_any(L, 1);
+  md_tensor *x = mdl_check(L, 1);
   mdl_check_rc(L, md_conv2d(&y, x, mdl_check(L, 2), mdl_opt(L, 3), stride, pad));
   return mdl_push(L, y);
 }

@@ -16,6 +16,9 @@ static void same_shape(lua_State *L, const md_tensor *a, const md_tensor *b, con
   }
 }
 
+/* the float kernels read plain memory (see mdl_values) */
+static md_tensor *opt_values(lua_State *L, int idx) { return lua_isnoneornil(L, idx) ? NULL : mdl_values(L, idx); }
+
 static md_tensor *new_like(lua_State *L, const md_tensor *x) {
   md_tensor *t = md_tensor_empty_like(x);
   if (!t) luaL_error(L, "%s", md_errmsg());
@@ -37,7 +40,7 @@ static void check_timesteps(lua_State *L, const md_tensor *x, const md_tensor *t
 
 /* md.q_sample(x0, t, noise, alphas_cumprod) -> x_t */
 static int f_q_sample(lua_State *L) {
-  md_tensor *x0 = mdl_check(L, 1), *t = mdl_check(L, 2), *noise = mdl_check(L, 3), *ab = mdl_check(L, 4);
+  md_tensor *x0 = mdl_values(L, 1), *t = mdl_values(L, 2), *noise = mdl_values(L, 3), *ab = mdl_values(L, 4);
   same_shape(L, x0, noise, "q_sample", "noise");
   check_timesteps(L, x0, t, ab, "q_sample");
   md_tensor *y = new_like(L, x0);
@@ -47,7 +50,7 @@ static int f_q_sample(lua_State *L) {
 
 /* md.v_target(x0, t, noise, alphas_cumprod) -> v */
 static int f_v_target(lua_State *L) {
-  md_tensor *x0 = mdl_check(L, 1), *t = mdl_check(L, 2), *noise = mdl_check(L, 3), *ab = mdl_check(L, 4);
+  md_tensor *x0 = mdl_values(L, 1), *t = mdl_values(L, 2), *noise = mdl_values(L, 3), *ab = mdl_values(L, 4);
   same_shape(L, x0, noise, "v_target", "noise");
   check_timesteps(L, x0, t, ab, "v_target");
   md_tensor *y = new_like(L, x0);
@@ -66,7 +69,7 @@ static int f_pred_to_x0_eps(lua_State *L) {
   static const char *const kinds[] = {[MD_PRED_EPS] = "eps", [MD_PRED_X0] = "x0", [MD_PRED_V] = "v",
                                       [MD_PRED_COUNT] = NULL};
   static_assert(sizeof kinds / sizeof *kinds == MD_PRED_COUNT + 1, "a prediction kind without a name");
-  md_tensor *x = mdl_check(L, 1), *out = mdl_check(L, 2);
+  md_tensor *x = mdl_values(L, 1), *out = mdl_values(L, 2);
   same_shape(L, x, out, "pred_to_x0_eps", "the model output");
   float ab = check_ab(L, 3, "pred_to_x0_eps");
   if (ab >= 1) luaL_error(L, "pred_to_x0_eps: alpha-bar must be below 1");
@@ -82,7 +85,7 @@ static int f_pred_to_x0_eps(lua_State *L) {
 
 /* md.ddpm_step(x, x0, ab_t, ab_prev, noise|nil, shift|nil, large_variance, last) -> x_prev */
 static int f_ddpm_step(lua_State *L) {
-  md_tensor *x = mdl_check(L, 1), *x0 = mdl_check(L, 2), *noise = mdl_opt(L, 5), *shift = mdl_opt(L, 6);
+  md_tensor *x = mdl_values(L, 1), *x0 = mdl_values(L, 2), *noise = opt_values(L, 5), *shift = opt_values(L, 6);
   same_shape(L, x, x0, "ddpm_step", "x0");
   if (noise) same_shape(L, x, noise, "ddpm_step", "noise");
   if (shift) same_shape(L, x, shift, "ddpm_step", "the guidance shift");
@@ -96,7 +99,7 @@ static int f_ddpm_step(lua_State *L) {
 
 /* md.ddim_step(x0, eps, ab_t, ab_prev, eta, noise|nil) -> x_prev */
 static int f_ddim_step(lua_State *L) {
-  md_tensor *x0 = mdl_check(L, 1), *eps = mdl_check(L, 2), *noise = mdl_opt(L, 6);
+  md_tensor *x0 = mdl_values(L, 1), *eps = mdl_values(L, 2), *noise = opt_values(L, 6);
   same_shape(L, x0, eps, "ddim_step", "eps");
   if (noise) same_shape(L, x0, noise, "ddim_step", "noise");
   float ab_t = check_ab(L, 3, "ddim_step"), ab_prev = check_ab(L, 4, "ddim_step");

@@ -19,7 +19,7 @@ static int f_group_norm(lua_State *L) {
   static const char *const acts[] = {"none", "silu", NULL};
   md_tensor *y = NULL;
   int act = luaL_checkoption(L, 6, "none", acts);
-  int rc = md_group_norm(&y, mdl_check_any(L, 1), luaL_checkinteger(L, 2), mdl_opt(L, 3), mdl_opt(L, 4),
+  int rc = md_group_norm(&y, mdl_check(L, 1), luaL_checkinteger(L, 2), mdl_opt(L, 3), mdl_opt(L, 4),
                          (float)luaL_optnumber(L, 5, 1e-5), act == 1, mdl_opt(L, 7));
   return push(L, rc, y);
 }
@@ -58,7 +58,7 @@ static int f_attention(lua_State *L) {
 /* md.upsample_nearest(x [, scale = 2]) */
 static int f_upsample_nearest(lua_State *L) {
   md_tensor *y = NULL;
-  int rc = md_upsample_nearest(&y, mdl_check_any(L, 1), luaL_optinteger(L, 2, 2));
+  int rc = md_upsample_nearest(&y, mdl_check(L, 1), luaL_optinteger(L, 2, 2));
   return push(L, rc, y);
 }
 

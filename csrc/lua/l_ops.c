@@ -12,21 +12,15 @@
 #include "../ops/view.h"
 #include "binding.h"
 
-/* The tensor at idx, in any layout; a number there becomes a 0-dim tensor
- * (left on the stack in its place, so the collector owns it). */
-static md_tensor *operand_any(lua_State *L, int idx) {
+/* The tensor at idx; a number there becomes a 0-dim tensor (left on the
+ * stack in its place, so the collector owns it). */
+static md_tensor *operand(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TNUMBER) {
     md_tensor *s = md_tensor_scalar((float)lua_tonumber(L, idx));
     mdl_push(L, s);
     lua_replace(L, idx);
     return s;
   }
-  return mdl_check_any(L, idx);
-}
-
-/* The same, in plain layout (see mdl_check). */
-static md_tensor *operand(lua_State *L, int idx) {
-  operand_any(L, idx);
   return mdl_check(L, idx);
 }
 
@@ -36,12 +30,8 @@ static int push_unary(lua_State *L, md_unary_op op, md_tensor *x, float p0, floa
   return mdl_push(L, y);
 }
 
-/* Two blocked tensors of one shape combine elementwise in their layout;
- * any other mix is done in plain layout. */
 static int push_binary(lua_State *L, md_binary_op op, int ia, int ib) {
-  md_tensor *a = operand_any(L, ia), *b = operand_any(L, ib), *y;
-  if ((md_is_blocked(a) || md_is_blocked(b)) && !(md_is_blocked(a) && md_is_blocked(b) && md_same_shape(a, b)))
-    a = mdl_check(L, ia), b = mdl_check(L, ib);
+  md_tensor *a = operand(L, ia), *b = operand(L, ib), *y;
   mdl_check_rc(L, md_binary(&y, op, a, b));
   return mdl_push(L, y);
 }
@@ -52,7 +42,7 @@ static int arith(lua_State *L, md_binary_op op) {
   bool na = lua_type(L, 1) == LUA_TNUMBER, nb = lua_type(L, 2) == LUA_TNUMBER;
   if (na == nb) return push_binary(L, op, 1, 2);
   float s = (float)lua_tonumber(L, na ? 1 : 2);
-  md_tensor *t = mdl_check_any(L, na ? 2 : 1); /* elementwise: any layout */
+  md_tensor *t = mdl_check(L, na ? 2 : 1); /* elementwise: any layout */
   switch (op) {
   case MD_ADD: return push_unary(L, MD_AFFINE, t, 1.0f, s);
   case MD_SUB: return na ? push_unary(L, MD_AFFINE, t, -1.0f, s) : push_unary(L, MD_AFFINE, t, 1.0f, -s);
@@ -77,7 +67,7 @@ static int m_sub(lua_State *L) { return arith(L, MD_SUB); }
 static int m_mul(lua_State *L) { return arith(L, MD_MUL); }
 static int m_div(lua_State *L) { return arith(L, MD_DIV); }
 static int m_pow(lua_State *L) { return arith(L, MD_POW); }
-static int m_unm(lua_State *L) { return push_unary(L, MD_NEG, mdl_check_any(L, 1), 0, 0); }
+static int m_unm(lua_State *L) { return push_unary(L, MD_NEG, mdl_check(L, 1), 0, 0); }
 static int m_maximum(lua_State *L) { return push_binary(L, MD_MAXIMUM, 1, 2); }
 static int m_minimum(lua_State *L) { return push_binary(L, MD_MINIMUM, 1, 2); }
 static int m_eq(lua_State *L) { return push_binary(L, MD_EQ, 1, 2); }
@@ -87,10 +77,9 @@ static int m_le(lua_State *L) { return push_binary(L, MD_LE, 1, 2); }
 static int m_gt(lua_State *L) { return push_binary(L, MD_GT, 1, 2); }
 static int m_ge(lua_State *L) { return push_binary(L, MD_GE, 1, 2); }
 
-/* in place: t:add_(x [, alpha]), sub_, mul_, div_. With a number the op is
- * pointwise and keeps t's layout; with a tensor t is made plain first. */
+/* in place: t:add_(x [, alpha]), sub_, mul_, div_ */
 static int inplace(lua_State *L, md_binary_op op) {
-  md_tensor *t = lua_type(L, 2) == LUA_TNUMBER ? mdl_check_any(L, 1) : mdl_check_inplace(L, 1);
+  md_tensor *t = mdl_check(L, 1);
   if (lua_type(L, 2) == LUA_TNUMBER) {
     float s = (float)lua_tonumber(L, 2) * (float)luaL_optnumber(L, 3, 1);
     switch (op) {
@@ -123,8 +112,7 @@ static int m_div_(lua_State *L) { return inplace(L, MD_DIV); }
 
 /* ---- unary functions ---------------------------------------------------------------- */
 
-/* pointwise: the result has the input's layout */
-static int unary_at(lua_State *L, md_unary_op op) { return push_unary(L, op, mdl_check_any(L, 1), 0, 0); }
+static int unary_at(lua_State *L, md_unary_op op) { return push_unary(L, op, mdl_check(L, 1), 0, 0); }
 static int m_neg(lua_State *L) { return unary_at(L, MD_NEG); }
 static int m_sqrt(lua_State *L) { return unary_at(L, MD_SQRT); }
 static int m_rsqrt(lua_State *L) { return unary_at(L, MD_RSQRT); }
@@ -146,12 +134,12 @@ static void clamp_bounds(lua_State *L, float *lo, float *hi) {
 static int m_clamp(lua_State *L) {
   float lo, hi;
   clamp_bounds(L, &lo, &hi);
-  return push_unary(L, MD_CLAMP, mdl_check_any(L, 1), lo, hi);
+  return push_unary(L, MD_CLAMP, mdl_check(L, 1), lo, hi);
 }
 static int m_clamp_(lua_State *L) {
   float lo, hi;
   clamp_bounds(L, &lo, &hi);
-  mdl_check_rc(L, md_unary_(MD_CLAMP, mdl_check_any(L, 1), lo, hi)); /* pointwise: any layout */
+  mdl_check_rc(L, md_unary_(MD_CLAMP, mdl_check(L, 1), lo, hi));
   lua_settop(L, 1);
   return 1;
 }
@@ -227,62 +215,57 @@ static int m_contiguous(lua_State *L) {
 }
 
 static int m_copy_(lua_State *L) {
-  md_tensor *t = mdl_check_inplace(L, 1);
+  md_tensor *t = mdl_check(L, 1);
   mdl_check_rc(L, md_copy_(t, operand(L, 2)));
   lua_settop(L, 1);
   return 1;
 }
 
 static int m_fill_(lua_State *L) {
-  mdl_check_rc(L, md_fill_(mdl_check_any(L, 1), (float)luaL_checknumber(L, 2))); /* any layout */
+  mdl_check_rc(L, md_fill_(mdl_check(L, 1), (float)luaL_checknumber(L, 2)));
   lua_settop(L, 1);
   return 1;
 }
 
 static int m_zero_(lua_State *L) {
-  mdl_check_rc(L, md_fill_(mdl_check_any(L, 1), 0.0f));
+  mdl_check_rc(L, md_fill_(mdl_check(L, 1), 0.0f));
   lua_settop(L, 1);
   return 1;
 }
 
-/* The tensors of the list at idx (at most 64), pushed on the stack so that
- * converted copies stay alive; plain unless keep_blocked. */
-static int tensor_list(lua_State *L, int idx, md_tensor **xs, const char *op, bool keep_blocked) {
+/* The tensors of the list at idx, in a buffer the collector owns (pushed
+ * on the stack); any number of them. */
+static md_tensor **tensor_list(lua_State *L, int idx, int *n, const char *op) {
   luaL_checktype(L, idx, LUA_TTABLE);
-  int n = (int)luaL_len(L, idx);
-  if (n < 1 || n > 64) luaL_error(L, "%s: expected 1 to 64 tensors, got %d", op, n);
-  luaL_checkstack(L, n, op);
-  for (int i = 0; i < n; i++) {
+  *n = (int)luaL_len(L, idx);
+  if (*n < 1) luaL_error(L, "%s: expected a list of tensors, got an empty one", op);
+  md_tensor **xs = lua_newuserdatauv(L, (size_t)*n * sizeof *xs, 0);
+  for (int i = 0; i < *n; i++) {
     lua_geti(L, idx, i + 1);
     if (!mdl_is(L, -1)) luaL_error(L, "%s: entry %d is a %s, not a tensor", op, i + 1, luaL_typename(L, -1));
-    xs[i] = keep_blocked ? mdl_check_any(L, -1) : mdl_check(L, -1);
+    xs[i] = mdl_check(L, -1);
+    lua_pop(L, 1); /* the list keeps it alive */
   }
-  return n;
+  return xs;
 }
 
-/* md.cat({...} [, dim = 1]): blocked tensors concatenated along channels
- * stay blocked; any other mix is concatenated in plain layout */
+/* md.cat({...} [, dim = 1]) */
 static int f_cat(lua_State *L) {
-  md_tensor *xs[64], *y;
-  lua_settop(L, 2); /* the list's tensors go above the arguments */
-  int top = lua_gettop(L);
-  int n = tensor_list(L, 1, xs, "cat", true);
+  md_tensor *y;
+  int n;
+  lua_settop(L, 2); /* the list's buffer goes above the arguments */
+  md_tensor **xs = tensor_list(L, 1, &n, "cat");
   int dim = lua_isnoneornil(L, 2) ? 0 : mdl_dim(L, 2, xs[0]->ndim, "cat");
-  bool all_blocked = dim == 1;
-  for (int i = 0; i < n; i++) all_blocked = all_blocked && md_is_blocked(xs[i]);
-  if (!all_blocked) {
-    lua_settop(L, top);
-    tensor_list(L, 1, xs, "cat", false);
-  }
   mdl_check_rc(L, md_cat(&y, n, xs, dim));
   return mdl_push(L, y);
 }
 
 /* md.stack({...} [, dim = 1]) */
 static int f_stack(lua_State *L) {
-  md_tensor *xs[64], *y;
-  lua_settop(L, 2); /* the list's tensors go above the arguments */
-  int n = tensor_list(L, 1, xs, "stack", false);
+  md_tensor *y;
+  int n;
+  lua_settop(L, 2); /* the list's buffer goes above the arguments */
+  md_tensor **xs = tensor_list(L, 1, &n, "stack");
   int dim = lua_isnoneornil(L, 2) ? 0 : mdl_dim(L, 2, xs[0]->ndim + 1, "stack");
   mdl_check_rc(L, md_stack(&y, n, xs, dim));
   return mdl_push(L, y);

@@ -4,7 +4,7 @@
  * skipped, as in PyTorch. */
 #include <math.h>
 
-#include "../ops/blocked.h"
+#include "../layout.h"
 #include "../optim.h"
 #include "binding.h"
 
@@ -12,9 +12,11 @@
 static md_tensor *entry(lua_State *L, int idx, lua_Integer i, const md_tensor *like, const char *what) {
   lua_geti(L, idx, i);
   if (!mdl_is(L, -1)) luaL_error(L, "%s[%d] must be a tensor, got %s", what, (int)i, luaL_typename(L, -1));
-  md_tensor *t = mdl_check_inplace(L, -1); /* updated in place, so plain in place */
+  md_tensor *t = mdl_check(L, -1);
   lua_pop(L, 1); /* the table keeps it alive */
-  if (t->grad && md_make_plain_inplace(t->grad) != MD_OK) luaL_error(L, "%s", md_errmsg());
+  /* the float kernels update plain memory in place */
+  if (md_make_plain_inplace(t) != MD_OK || (t->grad && md_make_plain_inplace(t->grad) != MD_OK))
+    luaL_error(L, "%s", md_errmsg());
   if (like && t->numel != like->numel)
     luaL_error(L, "%s[%d] has %d elements, its parameter has %d", what, (int)i, (int)t->numel, (int)like->numel);
   return t;

@@ -54,35 +54,22 @@ void mdl_check_rc(lua_State *L, int rc) {
 
 int mdl_is(lua_State *L, int idx) { return luaL_testudata(L, idx, MDL_TENSOR) != NULL; }
 
-md_tensor *mdl_check_any(lua_State *L, int idx) {
+md_tensor *mdl_check(lua_State *L, int idx) {
   box *b = luaL_checkudata(L, idx, MDL_TENSOR);
   if (!b->t) luaL_argerror(L, idx, "tensor used after it was closed");
   return b->t;
 }
 
-md_tensor *mdl_check(lua_State *L, int idx) {
-  md_tensor *t = mdl_check_any(L, idx);
+md_tensor *mdl_opt(lua_State *L, int idx) { return lua_isnoneornil(L, idx) ? NULL : mdl_check(L, idx); }
+
+md_tensor *mdl_values(lua_State *L, int idx) {
+  md_tensor *t = mdl_check(L, idx), *p;
   if (!md_is_blocked(t)) return t;
-  md_tensor *p;
-  mdl_check_rc(L, md_to_plain(&p, t));
+  mdl_check_rc(L, md_plain_values(&p, t));
   idx = lua_absindex(L, idx);
   mdl_push(L, p);
   lua_replace(L, idx);
   return p;
-}
-
-md_tensor *mdl_check_inplace(lua_State *L, int idx) {
-  md_tensor *t = mdl_check_any(L, idx);
-  mdl_check_rc(L, md_make_plain_inplace(t));
-  return t;
-}
-
-md_tensor *mdl_opt(lua_State *L, int idx) {
-  return lua_isnoneornil(L, idx) ? NULL : mdl_check(L, idx);
-}
-
-md_tensor *mdl_opt_any(lua_State *L, int idx) {
-  return lua_isnoneornil(L, idx) ? NULL : mdl_check_any(L, idx);
 }
 
 int mdl_shape(lua_State *L, int idx, int64_t *shape) {
@@ -151,11 +138,10 @@ static int64_t check_index(lua_State *L, md_tensor *t, int idx) {
 int md_select_first(md_tensor **out, md_tensor *t, int64_t i); /* ops: autograd-aware view */
 
 int mdl_tensor_index(lua_State *L) {
-  md_tensor *t = mdl_check_any(L, 1); /* method lookups must not convert a blocked tensor */
+  md_tensor *t = mdl_check(L, 1);
   if (lua_type(L, 2) == LUA_TNUMBER) {
-    t = mdl_check(L, 1);
     int64_t i = check_index(L, t, 2);
-    if (t->ndim == 1) {
+    if (t->ndim == 1) { /* 1-D tensors are never blocked */
       lua_pushnumber(L, md_data(t)[i]);
       return 1;
     }
@@ -174,18 +160,18 @@ int mdl_tensor_index(lua_State *L) {
 }
 
 int mdl_tensor_newindex(lua_State *L) {
-  md_tensor *t = mdl_check_any(L, 1);
+  md_tensor *t = mdl_check(L, 1);
   if (lua_type(L, 2) == LUA_TNUMBER) {
-    t = mdl_check_inplace(L, 1);
     int64_t i = check_index(L, t, 2);
     mdl_check_rc(L, md_begin_inplace(t, "index assignment"));
+    mdl_check_rc(L, md_make_plain_inplace(t)); /* the slice is written in plain layout */
     int64_t inner = t->numel / t->shape[0];
     float *dst = md_data(t) + i * inner;
     if (lua_type(L, 3) == LUA_TNUMBER) {
       float v = (float)lua_tonumber(L, 3);
       for (int64_t j = 0; j < inner; j++) dst[j] = v;
     } else {
-      md_tensor *s = mdl_check(L, 3);
+      md_tensor *s = mdl_values(L, 3);
       if (s->numel != inner)
         luaL_error(L, "index assignment: slice has %d elements, value has %d", (int)inner, (int)s->numel);
       memmove(dst, md_data(s), (size_t)inner * sizeof(float));
@@ -215,23 +201,23 @@ int mdl_tensor_newindex(lua_State *L) {
 /* ---- shape queries ---------------------------------------------------------- */
 
 static int t_numel(lua_State *L) {
-  lua_pushinteger(L, mdl_check_any(L, 1)->numel);
+  lua_pushinteger(L, mdl_check(L, 1)->numel);
   return 1;
 }
 
 static int t_len(lua_State *L) {
-  md_tensor *t = mdl_check_any(L, 1);
+  md_tensor *t = mdl_check(L, 1);
   lua_pushinteger(L, t->ndim ? t->shape[0] : 0);
   return 1;
 }
 
 static int t_dim(lua_State *L) {
-  lua_pushinteger(L, mdl_check_any(L, 1)->ndim);
+  lua_pushinteger(L, mdl_check(L, 1)->ndim);
   return 1;
 }
 
 static int t_shape(lua_State *L) {
-  md_tensor *t = mdl_check_any(L, 1);
+  md_tensor *t = mdl_check(L, 1);
   lua_createtable(L, t->ndim, 0);
   for (int i = 0; i < t->ndim; i++) {
     lua_pushinteger(L, t->shape[i]);
@@ -241,14 +227,14 @@ static int t_shape(lua_State *L) {
 }
 
 static int t_size(lua_State *L) {
-  md_tensor *t = mdl_check_any(L, 1);
+  md_tensor *t = mdl_check(L, 1);
   if (lua_isnoneornil(L, 2)) return t_shape(L);
   lua_pushinteger(L, t->shape[mdl_dim(L, 2, t->ndim, "size")]);
   return 1;
 }
 
 static int t_item(lua_State *L) {
-  md_tensor *t = mdl_check(L, 1);
+  md_tensor *t = mdl_values(L, 1);
   if (t->numel != 1)
     luaL_error(L, "item: tensor has %d elements, expected exactly one", (int)t->numel);
   lua_pushnumber(L, md_data(t)[0]);
@@ -257,7 +243,7 @@ static int t_item(lua_State *L) {
 
 /* t:flat() -> a Lua array of all elements, row-major */
 static int t_flat(lua_State *L) {
-  md_tensor *t = mdl_check(L, 1);
+  md_tensor *t = mdl_values(L, 1);
   const float *d = md_data(t);
   lua_createtable(L, (int)t->numel, 0);
   for (int64_t i = 0; i < t->numel; i++) {
@@ -294,7 +280,7 @@ static int f_from_flat(lua_State *L) {
 /* ---- autograd ------------------------------------------------------------------ */
 
 static int t_requires_grad(lua_State *L) {
-  md_tensor *t = mdl_check_any(L, 1);
+  md_tensor *t = mdl_check(L, 1);
   if (lua_isnone(L, 2)) {
     lua_pushboolean(L, md_needs_grad(t));
     return 1;
@@ -308,12 +294,12 @@ static int t_requires_grad(lua_State *L) {
 }
 
 static int t_is_leaf(lua_State *L) {
-  lua_pushboolean(L, mdl_check_any(L, 1)->grad_fn == NULL);
+  lua_pushboolean(L, mdl_check(L, 1)->grad_fn == NULL);
   return 1;
 }
 
 static int t_grad_fn(lua_State *L) {
-  md_tensor *t = mdl_check_any(L, 1);
+  md_tensor *t = mdl_check(L, 1);
   if (t->grad_fn) lua_pushstring(L, t->grad_fn->op);
   else lua_pushnil(L);
   return 1;
@@ -322,12 +308,12 @@ static int t_grad_fn(lua_State *L) {
 /* t:layout() -> "nchw" or "nChw16c" (oneDNN's blocked layout, see tensor.h):
  * how the values are held, which only performance can tell apart */
 static int t_layout(lua_State *L) {
-  lua_pushstring(L, md_is_blocked(mdl_check_any(L, 1)) ? "nChw16c" : "nchw");
+  lua_pushstring(L, md_is_blocked(mdl_check(L, 1)) ? "nChw16c" : "nchw");
   return 1;
 }
 
 static int t_detach(lua_State *L) {
-  md_tensor *t = mdl_check_any(L, 1);
+  md_tensor *t = mdl_check(L, 1);
   return mdl_push(L, md_tensor_alias(t, 0, t->ndim, t->shape));
 }
 
@@ -343,7 +329,7 @@ static void collect_before_sweep(lua_State *L) {
 }
 
 static int t_backward(lua_State *L) {
-  md_tensor *t = mdl_check_any(L, 1); /* the graph's own tensor, not a copy */
+  md_tensor *t = mdl_check(L, 1);
   md_tensor *g = mdl_opt(L, 2);
   collect_before_sweep(L);
   mdl_check_rc(L, md_backward(t, g, mdl_optbool(L, 3, 0)));
@@ -352,14 +338,15 @@ static int t_backward(lua_State *L) {
 
 /* core.grad(output, {inputs...} [, grad_output [, retain_graph]]) -> {grads...} */
 static int f_grad(lua_State *L) {
-  md_tensor *root = mdl_check_any(L, 1); /* the graph's own tensors, not copies */
+  md_tensor *root = mdl_check(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   int n = (int)luaL_len(L, 2);
-  if (n < 1 || n > 64) luaL_error(L, "grad: expected 1 to 64 inputs, got %d", n);
-  md_tensor *targets[64], *grads[64];
+  if (n < 1) luaL_error(L, "grad: expected a list of inputs, got an empty one");
+  lua_settop(L, 4); /* the buffer goes above the arguments */
+  md_tensor **targets = lua_newuserdatauv(L, 2 * (size_t)n * sizeof *targets, 0), **grads = targets + n;
   for (int i = 0; i < n; i++) {
     lua_geti(L, 2, i + 1);
-    targets[i] = mdl_check_any(L, -1);
+    targets[i] = mdl_check(L, -1);
     lua_pop(L, 1); /* the table keeps it alive */
   }
   md_tensor *g = mdl_opt(L, 3);

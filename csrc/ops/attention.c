@@ -12,6 +12,7 @@
 #include "../backend/blas.h"
 #include "attention.h"
 #include "vmath.h"
+#include "blocked.h"
 
 /* The products as batches over (image, head), as strided views of the
  * buffers: qkv [N, 3C, L] holds q, k, v of head h as [d, L] blocks (part 0,
@@ -114,7 +115,7 @@ static int attention_backward(md_node *n, const float *dout, float *const *din) 
                                l, n->fresh[0]);
 }
 
-int md_attention(md_tensor **out, md_tensor *qkv, int64_t heads) {
+static int attention_plain(md_tensor **out, md_tensor *qkv, int64_t heads) {
   char sx[MD_SHAPE_STR_LEN];
   if (qkv->ndim != 4 || qkv->shape[1] % 3 != 0)
     return md_error("attention: expected qkv as N x 3C x H x W, got %s", md_shape_str(qkv, sx, sizeof sx));
@@ -151,4 +152,13 @@ int md_attention(md_tensor **out, md_tensor *qkv, int64_t heads) {
   }
   *out = y;
   return MD_OK;
+}
+
+int md_attention(md_tensor **out, md_tensor *qkv, int64_t heads) {
+  md_tensor *qkv_ = qkv;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 1, (md_tensor **const[]){&qkv_}) != MD_OK) return MD_ERR;
+  int rc = attention_plain(out, qkv_, heads);
+  md_plain_release(&plain);
+  return rc;
 }

@@ -50,3 +50,28 @@ int md_to_blocked(md_tensor **out, md_tensor *x) {
   }
   return convert(out, x, MD_LAYOUT_BLOCKED);
 }
+
+int md_plain_inputs(md_plain_scope *scope, int n, md_tensor **const *xs) {
+  scope->n = 0;
+  for (int i = 0; i < n; i++) {
+    md_tensor *x = *xs[i];
+    if (!x || !md_is_blocked(x)) continue;
+    if (scope->n == MD_PLAIN_MAX) {
+      md_plain_release(scope);
+      return md_error("internal: more than %d blocked inputs to one op", MD_PLAIN_MAX);
+    }
+    md_tensor *p;
+    if (md_to_plain(&p, x) != MD_OK) {
+      md_plain_release(scope);
+      return MD_ERR;
+    }
+    scope->held[scope->n++] = p;
+    *xs[i] = p;
+  }
+  return MD_OK;
+}
+
+void md_plain_release(md_plain_scope *scope) {
+  for (int i = 0; i < scope->n; i++) md_tensor_release(scope->held[i]);
+  scope->n = 0;
+}

@@ -4,10 +4,10 @@
 #include <string.h>
 
 #include "../autograd.h"
+#include "blocked.h"
 #include "../backend/blas.h"
 #include "../backend/conv_dnnl.h"
 #include "../backend/conv_im2col.h"
-#include "../backend/threads.h"
 
 #define MAX_STRIDE_PAD 65536
 
@@ -108,7 +108,8 @@ static int conv_backward(md_node *n, const float *dout, float *const *din) {
                       din[1], bias ? din[2] : NULL, n->fresh[0], n->fresh[1], bias && n->fresh[2]);
 }
 
-int md_conv2d(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias, int64_t stride, int64_t pad) {
+static int conv2d_in_layout(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias, int64_t stride,
+                            int64_t pad) {
   char sx[MD_SHAPE_STR_LEN], sw[MD_SHAPE_STR_LEN];
   if (x->ndim != 4) return md_error("conv2d: input must be N x C x H x W, got %s", md_shape_str(x, sx, sizeof sx));
   if (w->ndim != 4 || w->shape[2] != w->shape[3])
@@ -140,8 +141,6 @@ int md_conv2d(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias, int6
   s.x_layout = x->storage->layout;
   s.w_id = w->storage->id, s.w_version = w->storage->version;
   s.y_layout = backend != MD_CONV_IM2COL && !is_empty(&s) && md_blockable(4, shape) ? MD_LAYOUT_BLOCKED : MD_LAYOUT_PLAIN;
-  if (backend == MD_CONV_IM2COL && s.x_layout != MD_LAYOUT_PLAIN)
-    return md_error("internal: the im2col engine needs a plain input (the binding converts it)");
   md_tensor *y = md_tensor_new_layout(4, shape, s.y_layout);
   if (!y) return MD_ERR;
   if (run_forward(backend, &s, md_data(x), md_data(w), bias ? md_data(bias) : NULL, md_data(y)) != MD_OK) {
@@ -157,4 +156,14 @@ int md_conv2d(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias, int6
   if (n) n->iarg[0] = stride, n->iarg[1] = pad, n->iarg[2] = s.y_layout, n->iarg[3] = backend, n->assigns = true;
   *out = y;
   return MD_OK;
+}
+
+/* oneDNN takes a blocked input as it is; im2col and the weights are plain */
+int md_conv2d(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias, int64_t stride, int64_t pad) {
+  md_plain_scope plain;
+  md_tensor **xs[3] = {&w, &bias, &x};
+  if (md_plain_inputs(&plain, backend == MD_CONV_IM2COL ? 3 : 2, xs) != MD_OK) return MD_ERR;
+  int rc = conv2d_in_layout(out, x, w, bias, stride, pad);
+  md_plain_release(&plain);
+  return rc;
 }

@@ -5,6 +5,7 @@
 
 #include "../autograd.h"
 #include "embedding.h"
+#include "blocked.h"
 
 static int embedding_backward(md_node *n, const float *dout, float *const *din) {
   if (!din[0]) return MD_OK;
@@ -17,7 +18,7 @@ static int embedding_backward(md_node *n, const float *dout, float *const *din) 
   return MD_OK;
 }
 
-int md_embedding(md_tensor **out, const md_tensor *idx, md_tensor *w) {
+static int embedding_plain(md_tensor **out, const md_tensor *idx, md_tensor *w) {
   char sw[MD_SHAPE_STR_LEN];
   if (w->ndim != 2) return md_error("embedding: weight must be num x dim, got %s", md_shape_str(w, sw, sizeof sw));
   if (idx->ndim + 1 > MD_MAX_DIMS) return md_error("embedding: indices have too many dimensions");
@@ -44,7 +45,16 @@ int md_embedding(md_tensor **out, const md_tensor *idx, md_tensor *w) {
   return MD_OK;
 }
 
-int md_timestep_embedding(md_tensor **out, const md_tensor *t, int64_t dim, float max_period) {
+int md_embedding(md_tensor **out, const md_tensor *idx, md_tensor *w) {
+  md_tensor *idx_ = (md_tensor *)idx, *w_ = w;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 2, (md_tensor **const[]){&idx_, &w_}) != MD_OK) return MD_ERR;
+  int rc = embedding_plain(out, idx_, w_);
+  md_plain_release(&plain);
+  return rc;
+}
+
+static int timestep_embedding_plain(md_tensor **out, const md_tensor *t, int64_t dim, float max_period) {
   if (t->ndim != 1) return md_error("timestep_embedding: timesteps must be a 1-D tensor, got %d dimensions", t->ndim);
   if (dim < 1) return md_error("timestep_embedding: dim must be positive");
   int64_t shape[2] = {t->shape[0], dim}, half = dim / 2;
@@ -61,4 +71,13 @@ int md_timestep_embedding(md_tensor **out, const md_tensor *t, int64_t dim, floa
   }
   *out = y;
   return MD_OK;
+}
+
+int md_timestep_embedding(md_tensor **out, const md_tensor *t, int64_t dim, float max_period) {
+  md_tensor *t_ = (md_tensor *)t;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 1, (md_tensor **const[]){&t_}) != MD_OK) return MD_ERR;
+  int rc = timestep_embedding_plain(out, t_, dim, max_period);
+  md_plain_release(&plain);
+  return rc;
 }

@@ -5,6 +5,7 @@
 #include "../autograd.h"
 #include "../backend/blas.h"
 #include "view.h"
+#include "blocked.h"
 
 /* ---- batched matmul -----------------------------------------------------------------
  * C[i] = A[i % na] @ B[i % nb] for i < batch: the operand with fewer batch
@@ -62,14 +63,23 @@ static int mismatch(const char *op, const md_tensor *a, const md_tensor *b) {
                   md_shape_str(b, sb, sizeof sb));
 }
 
-int md_bmm(md_tensor **out, md_tensor *a, md_tensor *b) {
+static int bmm_plain(md_tensor **out, md_tensor *a, md_tensor *b) {
   if (a->ndim != 3 || b->ndim != 3 || a->shape[0] != b->shape[0] || a->shape[2] != b->shape[1])
     return mismatch("bmm", a, b);
   int64_t shape[3] = {a->shape[0], a->shape[1], b->shape[2]};
   return batched(out, a, b, a->shape[0], a->shape[1], a->shape[2], b->shape[2], a->shape[0], a->shape[0], 3, shape);
 }
 
-int md_matmul(md_tensor **out, md_tensor *a, md_tensor *b) {
+int md_bmm(md_tensor **out, md_tensor *a, md_tensor *b) {
+  md_tensor *a_ = a, *b_ = b;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 2, (md_tensor **const[]){&a_, &b_}) != MD_OK) return MD_ERR;
+  int rc = bmm_plain(out, a_, b_);
+  md_plain_release(&plain);
+  return rc;
+}
+
+static int matmul_plain(md_tensor **out, md_tensor *a, md_tensor *b) {
   if (a->ndim == 0 || b->ndim == 0) return mismatch("matmul", a, b);
   /* 1-D operands become a row (a) or a column (b), removed again afterwards */
   if (a->ndim == 1 || b->ndim == 1) {
@@ -108,4 +118,13 @@ int md_matmul(md_tensor **out, md_tensor *a, md_tensor *b) {
   shape[longer->ndim - 2] = m, shape[longer->ndim - 1] = nn;
   int64_t batch = md_shape_numel(longer->ndim - 2, longer->shape);
   return batched(out, a, b, batch, m, k, nn, na, nb, longer->ndim, shape);
+}
+
+int md_matmul(md_tensor **out, md_tensor *a, md_tensor *b) {
+  md_tensor *a_ = a, *b_ = b;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 2, (md_tensor **const[]){&a_, &b_}) != MD_OK) return MD_ERR;
+  int rc = matmul_plain(out, a_, b_);
+  md_plain_release(&plain);
+  return rc;
 }

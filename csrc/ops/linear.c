@@ -4,6 +4,7 @@
 
 #include "../autograd.h"
 #include "../backend/blas.h"
+#include "blocked.h"
 
 void md_linear_forward(const float *x, const float *w, const float *b, float *y, int64_t rows, int64_t in,
                        int64_t out) {
@@ -32,7 +33,7 @@ static int linear_backward(md_node *n, const float *dout, float *const *din) {
   return MD_OK;
 }
 
-int md_linear(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias) {
+static int linear_plain(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias) {
   char sx[MD_SHAPE_STR_LEN], sw[MD_SHAPE_STR_LEN];
   if (w->ndim != 2) return md_error("linear: weight must be [out, in], got %s", md_shape_str(w, sw, sizeof sw));
   int64_t outf = w->shape[0], in = w->shape[1];
@@ -58,4 +59,13 @@ int md_linear(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias) {
   if (n) n->iarg[0] = rows, n->iarg[1] = in, n->iarg[2] = outf;
   *out = y;
   return MD_OK;
+}
+
+int md_linear(md_tensor **out, md_tensor *x, md_tensor *w, md_tensor *bias) {
+  md_tensor *x_ = x, *w_ = w, *bias_ = bias;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 3, (md_tensor **const[]){&x_, &w_, &bias_}) != MD_OK) return MD_ERR;
+  int rc = linear_plain(out, x_, w_, bias_);
+  md_plain_release(&plain);
+  return rc;
 }

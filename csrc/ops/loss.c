@@ -6,6 +6,7 @@
 
 #include "../autograd.h"
 #include "../detsum.h"
+#include "blocked.h"
 
 enum { LOSS_MSE, LOSS_BCE, LOSS_BCE_LOGITS, LOSS_CE, LOSS_NLL, LOSS_COUNT };
 static const char *const loss_names[] = {[LOSS_MSE] = "mse_loss", [LOSS_BCE] = "binary_cross_entropy",
@@ -62,7 +63,7 @@ static int pair_backward(md_node *n, const float *dout, float *const *din) {
   return MD_OK;
 }
 
-static int pair(md_tensor **out, int kind, md_tensor *a, md_tensor *b) {
+static int pair_plain(md_tensor **out, int kind, md_tensor *a, md_tensor *b) {
   if (same_shape(loss_names[kind], a, b) != MD_OK) return MD_ERR;
   if (a->numel == 0) return md_error("%s: empty input", loss_names[kind]);
   const float *pa = md_data(a), *pb = md_data(b);
@@ -90,6 +91,15 @@ static int pair(md_tensor **out, int kind, md_tensor *a, md_tensor *b) {
   if (n) n->iarg[0] = kind;
   *out = y;
   return MD_OK;
+}
+
+static int pair(md_tensor **out, int kind, md_tensor *a, md_tensor *b) {
+  md_tensor *a_ = a, *b_ = b;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 2, (md_tensor **const[]){&a_, &b_}) != MD_OK) return MD_ERR;
+  int rc = pair_plain(out, kind, a_, b_);
+  md_plain_release(&plain);
+  return rc;
 }
 
 int md_mse_loss(md_tensor **out, md_tensor *a, md_tensor *b) { return pair(out, LOSS_MSE, a, b); }
@@ -132,7 +142,7 @@ static int class_backward(md_node *n, const float *dout, float *const *din) {
   return MD_OK;
 }
 
-static int classify(md_tensor **out, int kind, md_tensor *x, const md_tensor *labels) {
+static int classify_plain(md_tensor **out, int kind, md_tensor *x, const md_tensor *labels) {
   if (check_labels(loss_names[kind], x, labels) != MD_OK) return MD_ERR;
   int64_t rows = x->shape[0], k = x->shape[1];
   const float *px = md_data(x), *l = md_data(labels);
@@ -170,6 +180,15 @@ static int classify(md_tensor **out, int kind, md_tensor *x, const md_tensor *la
   }
   *out = y;
   return MD_OK;
+}
+
+static int classify(md_tensor **out, int kind, md_tensor *x, const md_tensor *labels) {
+  md_tensor *x_ = x, *labels_ = (md_tensor *)labels;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 2, (md_tensor **const[]){&x_, &labels_}) != MD_OK) return MD_ERR;
+  int rc = classify_plain(out, kind, x_, labels_);
+  md_plain_release(&plain);
+  return rc;
 }
 
 int md_cross_entropy(md_tensor **out, md_tensor *logits, const md_tensor *labels) {

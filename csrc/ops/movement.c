@@ -1,11 +1,13 @@
 #include "movement.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../autograd.h"
-#include "view.h"
 #include "../backend/threads.h"
+#include "blocked.h"
+#include "view.h"
 
 
 /* ---- clone, copy_, fill_ ----------------------------------------------------- */
@@ -16,7 +18,7 @@ static int add_backward(md_node *n, const float *dout, float *const *din) {
   return MD_OK;
 }
 
-int md_clone(md_tensor **out, md_tensor *x) {
+static int clone_plain(md_tensor **out, md_tensor *x) {
   md_tensor *y = md_tensor_clone_data(x);
   if (!y) return MD_ERR;
   md_node *n;
@@ -26,6 +28,15 @@ int md_clone(md_tensor **out, md_tensor *x) {
   }
   *out = y;
   return MD_OK;
+}
+
+int md_clone(md_tensor **out, md_tensor *x) {
+  md_tensor *x_ = x;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 1, (md_tensor **const[]){&x_}) != MD_OK) return MD_ERR;
+  int rc = clone_plain(out, x_);
+  md_plain_release(&plain);
+  return rc;
 }
 
 /* Same element count (any shape, as Torch7's copy) or src broadcasting to
@@ -46,10 +57,13 @@ int md_copy_(md_tensor *dst, const md_tensor *src) {
                     md_shape_str(src, a, sizeof a), md_shape_str(dst, b, sizeof b));
   }
   if (md_begin_inplace(dst, "copy_") != MD_OK) return MD_ERR;
-  const float *ps = md_data(src);
+  md_tensor *plain_src; /* the copy runs in plain layout */
+  if (md_make_plain_inplace(dst) != MD_OK || md_plain_values(&plain_src, src) != MD_OK) return MD_ERR;
+  const float *ps = md_data(plain_src);
   float *pd = md_data(dst);
   if (same) {
     memmove(pd, ps, (size_t)dst->numel * sizeof(float));
+    md_tensor_release(plain_src);
     return MD_OK;
   }
 #pragma omp parallel for if (dst->numel > MD_PAR_MIN) schedule(static)
@@ -61,6 +75,7 @@ int md_copy_(md_tensor *dst, const md_tensor *src) {
     }
     pd[i] = ps[off];
   }
+  md_tensor_release(plain_src);
   return MD_OK;
 }
 
@@ -101,31 +116,17 @@ static int cat_backward(md_node *n, const float *dout, float *const *din) {
   return MD_OK;
 }
 
-int md_cat(md_tensor **out, int n, md_tensor *const *xs, int dim) {
-  if (n < 1) return md_error("cat: expected at least one tensor");
-  const md_tensor *x0 = xs[0];
-  int d;
-  if (x0->ndim == 0) return md_error("cat: cannot concatenate 0-dimensional tensors");
-  if (md_resolve_dim("cat", dim, x0->ndim, &d) != MD_OK) return MD_ERR;
-  /* A node holds at most MD_NODE_MAX_INPUTS inputs: concatenate longer lists
-   * in pieces so the gradient still reaches every tensor. */
-  if (n > MD_NODE_MAX_INPUTS) {
-    md_tensor *head = NULL, *rest = NULL;
-    if (md_cat(&head, MD_NODE_MAX_INPUTS - 1, xs, dim) != MD_OK) return MD_ERR;
-    if (md_cat(&rest, n - (MD_NODE_MAX_INPUTS - 1), xs + MD_NODE_MAX_INPUTS - 1, dim) != MD_OK) {
-      md_tensor_release(head);
-      return MD_ERR;
-    }
-    int rc = md_cat(out, 2, (md_tensor *[]){head, rest}, dim);
-    md_tensor_release(head);
-    md_tensor_release(rest);
-    return rc;
-  }
+/* One concatenation of n tensors along d, recorded when grad is on (then n
+ * is at most MD_NODE_MAX_INPUTS). Blocked tensors concatenated along
+ * channels stay blocked; any other mix is concatenated in plain layout. */
+static int cat_flat(md_tensor **out, int n, md_tensor *const *given, int d) {
+  const md_tensor *x0 = given[0];
   int64_t shape[MD_MAX_DIMS];
   memcpy(shape, x0->shape, sizeof shape);
   shape[d] = 0;
+  bool blocked = d == 1;
   for (int k = 0; k < n; k++) {
-    const md_tensor *x = xs[k];
+    const md_tensor *x = given[k];
     bool ok = x->ndim == x0->ndim;
     for (int i = 0; ok && i < x->ndim; i++) ok = i == d || x->shape[i] == x0->shape[i];
     if (!ok) {
@@ -134,38 +135,65 @@ int md_cat(md_tensor **out, int n, md_tensor *const *xs, int dim) {
                       md_shape_str(x, a, sizeof a), md_shape_str(x0, b, sizeof b), d + 1);
     }
     shape[d] += x->shape[d];
+    blocked = blocked && md_is_blocked(x);
   }
-  bool blocked = false;
-  for (int k = 0; k < n; k++) blocked = blocked || md_is_blocked(xs[k]);
-  if (blocked) { /* blocked inputs concatenate along channels only, all of them blocked */
-    for (int k = 0; k < n; k++)
-      if (!md_is_blocked(xs[k]) || d != 1)
-        return md_error("internal: cat of blocked tensors needs all of them blocked, along dimension 2");
+  md_tensor **xs = malloc((size_t)n * sizeof *xs); /* the inputs in the result's layout */
+  if (!xs) return md_error("cat: out of memory");
+  int rc = MD_OK, held = 0;
+  for (; held < n; held++) {
+    if (blocked) md_tensor_retain(xs[held] = given[held]);
+    else if ((rc = md_to_plain(&xs[held], given[held])) != MD_OK) break;
   }
-  md_tensor *y = md_tensor_new_layout(x0->ndim, shape, blocked ? MD_LAYOUT_BLOCKED : MD_LAYOUT_PLAIN);
+  md_tensor *y = rc == MD_OK ? md_tensor_new_layout(x0->ndim, shape, blocked ? MD_LAYOUT_BLOCKED : MD_LAYOUT_PLAIN)
+                             : NULL;
+  if (y) {
+    int64_t outer = md_shape_numel(d, shape), inner = md_shape_numel(x0->ndim - d - 1, shape + d + 1);
+    int64_t at = 0;
+    for (int k = 0; k < n; k++) {
+      int64_t w = xs[k]->shape[d] * inner;
+      const float *src = md_data(xs[k]);
+      float *dst = md_data(y) + at;
+#pragma omp parallel for if (outer * w > MD_PAR_MIN) schedule(static)
+      for (int64_t o = 0; o < outer; o++) memcpy(dst + o * shape[d] * inner, src + o * w, (size_t)w * sizeof(float));
+      at += w;
+    }
+    md_node *node;
+    if (md_record(&node, y, "cat", cat_backward, n, xs) != MD_OK) {
+      md_tensor_release(y);
+      y = NULL;
+    } else if (node) {
+      node->assigns = true;
+      node->iarg[0] = outer, node->iarg[1] = inner, node->iarg[2] = shape[d];
+      for (int k = 0; k < n; k++) node->iarg[3 + k] = xs[k]->shape[d];
+    }
+  }
+  for (int k = 0; k < held; k++) md_tensor_release(xs[k]);
+  free(xs);
   if (!y) return MD_ERR;
-  int64_t outer = md_shape_numel(d, shape), inner = md_shape_numel(x0->ndim - d - 1, shape + d + 1);
-  int64_t at = 0;
-  for (int k = 0; k < n; k++) {
-    int64_t w = xs[k]->shape[d] * inner;
-    const float *src = md_data(xs[k]);
-    float *dst = md_data(y) + at;
-#pragma omp parallel for if (outer * w > 32768) schedule(static)
-    for (int64_t o = 0; o < outer; o++) memcpy(dst + o * shape[d] * inner, src + o * w, (size_t)w * sizeof(float));
-    at += w;
-  }
-  md_node *node;
-  if (md_record(&node, y, "cat", cat_backward, n, xs) != MD_OK) {
-    md_tensor_release(y);
-    return MD_ERR;
-  }
-  if (node) {
-    node->assigns = true;
-    node->iarg[0] = outer, node->iarg[1] = inner, node->iarg[2] = shape[d];
-    for (int k = 0; k < n; k++) node->iarg[3 + k] = xs[k]->shape[d];
-  }
   *out = y;
   return MD_OK;
+}
+
+int md_cat(md_tensor **out, int n, md_tensor *const *xs, int dim) {
+  if (n < 1) return md_error("cat: expected at least one tensor");
+  int d;
+  if (xs[0]->ndim == 0) return md_error("cat: cannot concatenate 0-dimensional tensors");
+  if (md_resolve_dim("cat", dim, xs[0]->ndim, &d) != MD_OK) return MD_ERR;
+  bool recording = false;
+  for (int k = 0; k < n; k++) recording = recording || (md_grad_enabled() && md_needs_grad(xs[k]));
+  if (!recording || n <= MD_NODE_MAX_INPUTS) return cat_flat(out, n, xs, d);
+  /* A node holds at most MD_NODE_MAX_INPUTS inputs: concatenate a long list
+   * as a balanced tree of pieces, so the gradient still reaches every
+   * tensor and each value is copied O(log n) times. */
+  md_tensor *parts[MD_NODE_MAX_INPUTS] = {0};
+  int per = (n + MD_NODE_MAX_INPUTS - 1) / MD_NODE_MAX_INPUTS, made = 0, rc = MD_OK;
+  for (int at = 0; at < n && rc == MD_OK; at += per, made++) {
+    rc = md_cat(&parts[made], at + per <= n ? per : n - at, xs + at, d);
+    if (rc != MD_OK) made--;
+  }
+  if (rc == MD_OK) rc = cat_flat(out, made, parts, d);
+  for (int k = 0; k < made; k++) md_tensor_release(parts[k]);
+  return rc;
 }
 
 int md_stack(md_tensor **out, int n, md_tensor *const *xs, int dim) {
@@ -173,8 +201,8 @@ int md_stack(md_tensor **out, int n, md_tensor *const *xs, int dim) {
   int d;
   if (md_resolve_dim("stack", dim, xs[0]->ndim + 1, &d) != MD_OK) return MD_ERR;
   if (xs[0]->ndim + 1 > MD_MAX_DIMS) return md_error("stack: result would have more than %d dimensions", MD_MAX_DIMS);
-  md_tensor *views[64];
-  if (n > 64) return md_error("stack: at most 64 tensors, got %d", n);
+  md_tensor **views = malloc((size_t)n * sizeof *views);
+  if (!views) return md_error("stack: out of memory");
   int rc = MD_OK, made = 0;
   for (int k = 0; k < n && rc == MD_OK; k++) {
     if (!md_same_shape(xs[k], xs[0])) {
@@ -190,6 +218,7 @@ int md_stack(md_tensor **out, int n, md_tensor *const *xs, int dim) {
   }
   if (rc == MD_OK) rc = md_cat(out, n, views, d);
   for (int k = 0; k < made; k++) md_tensor_release(views[k]);
+  free(views);
   return rc;
 }
 
@@ -237,7 +266,7 @@ static int permute_backward(md_node *n, const float *dout, float *const *din) {
   return MD_OK;
 }
 
-int md_permute(md_tensor **out, md_tensor *x, const int *perm) {
+static int permute_plain(md_tensor **out, md_tensor *x, const int *perm) {
   int64_t shape[MD_MAX_DIMS], p64[MD_MAX_DIMS];
   bool seen[MD_MAX_DIMS] = {false};
   for (int i = 0; i < x->ndim; i++) {
@@ -262,6 +291,15 @@ int md_permute(md_tensor **out, md_tensor *x, const int *perm) {
   return MD_OK;
 }
 
+int md_permute(md_tensor **out, md_tensor *x, const int *perm) {
+  md_tensor *x_ = x;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 1, (md_tensor **const[]){&x_}) != MD_OK) return MD_ERR;
+  int rc = permute_plain(out, x_, perm);
+  md_plain_release(&plain);
+  return rc;
+}
+
 /* ---- index_select -------------------------------------------------------------------- */
 
 static int index_select_backward(md_node *n, const float *dout, float *const *din) {
@@ -277,7 +315,7 @@ static int index_select_backward(md_node *n, const float *dout, float *const *di
   return MD_OK;
 }
 
-int md_index_select(md_tensor **out, md_tensor *x, int dim, const md_tensor *idx) {
+static int index_select_plain(md_tensor **out, md_tensor *x, int dim, const md_tensor *idx) {
   int d;
   if (x->ndim == 0) return md_error("index_select: cannot index a 0-dimensional tensor");
   if (md_resolve_dim("index_select", dim, x->ndim, &d) != MD_OK) return MD_ERR;
@@ -312,4 +350,13 @@ int md_index_select(md_tensor **out, md_tensor *x, int dim, const md_tensor *idx
   if (n) n->iarg[0] = outer, n->iarg[1] = len, n->iarg[2] = inner, n->iarg[3] = k;
   *out = y;
   return MD_OK;
+}
+
+int md_index_select(md_tensor **out, md_tensor *x, int dim, const md_tensor *idx) {
+  md_tensor *x_ = x, *idx_ = (md_tensor *)idx;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 2, (md_tensor **const[]){&x_, &idx_}) != MD_OK) return MD_ERR;
+  int rc = index_select_plain(out, x_, dim, idx_);
+  md_plain_release(&plain);
+  return rc;
 }

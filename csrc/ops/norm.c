@@ -19,6 +19,8 @@
 
 #include "../autograd.h"
 #include "norm.h"
+
+#include "blocked.h"
 #include "vmath.h"
 
 enum { V = MD_BLOCK };
@@ -429,8 +431,8 @@ static int gn_backward(md_node *n, const float *dout, float *const *din) {
                                 x->shape[0], x->shape[1], hw, n->iarg[0], n->iarg[1], md_is_blocked(x), n->fresh[0]);
 }
 
-int md_group_norm(md_tensor **out, md_tensor *x, int64_t groups, md_tensor *weight, md_tensor *bias, float eps,
-                  bool silu, md_tensor *shift) {
+static int group_norm_in_layout(md_tensor **out, md_tensor *x, int64_t groups, md_tensor *weight,
+                                md_tensor *bias, float eps, bool silu, md_tensor *shift) {
   char sx[MD_SHAPE_STR_LEN];
   if (x->ndim < 2) return md_error("group_norm: input must be N x C x ..., got %s", md_shape_str(x, sx, sizeof sx));
   int64_t n = x->shape[0], c = x->shape[1];
@@ -475,4 +477,14 @@ int md_group_norm(md_tensor **out, md_tensor *x, int64_t groups, md_tensor *weig
   }
   *out = y;
   return MD_OK;
+}
+
+/* x may be blocked (the kernels read both layouts); weight, bias, shift are plain */
+int md_group_norm(md_tensor **out, md_tensor *x, int64_t groups, md_tensor *weight, md_tensor *bias, float eps,
+                  bool silu, md_tensor *shift) {
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 3, (md_tensor **const[]){&weight, &bias, &shift}) != MD_OK) return MD_ERR;
+  int rc = group_norm_in_layout(out, x, groups, weight, bias, eps, silu, shift);
+  md_plain_release(&plain);
+  return rc;
 }

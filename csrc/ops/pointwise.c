@@ -7,6 +7,7 @@
 #include "../autograd.h"
 #include "vmath.h"
 #include "../backend/threads.h"
+#include "blocked.h"
 
 /* Below this many elements a parallel region costs more than it saves. */
 
@@ -219,14 +220,17 @@ static void binary_run(md_binary_op op, const plan *p, const float *a, const flo
   }
 }
 
-int md_binary(md_tensor **out, md_binary_op op, md_tensor *a, md_tensor *b) {
+/* Two blocked tensors of one shape combine elementwise in their layout; any
+ * other mix of layouts is combined in plain layout. */
+static bool same_layout_elementwise(const md_tensor *a, const md_tensor *b) {
+  return md_is_blocked(a) == md_is_blocked(b) && (!md_is_blocked(a) || md_same_shape(a, b));
+}
+
+static int binary_in_layout(md_tensor **out, md_binary_op op, md_tensor *a, md_tensor *b) {
   int nd;
   int64_t shape[MD_MAX_DIMS];
   if (md_broadcast_shape(binary_names[op], a, b, &nd, shape) != MD_OK) return MD_ERR;
-  /* blocked operands: elementwise over the same layout, so the result keeps it */
-  bool blocked = md_is_blocked(a) || md_is_blocked(b);
-  if (blocked && !(md_is_blocked(a) && md_is_blocked(b) && md_same_shape(a, b)))
-    return md_error("internal: %s of blocked tensors needs both blocked and of one shape", binary_names[op]);
+  bool blocked = md_is_blocked(a); /* both or neither (same_layout_elementwise) */
   md_tensor *o = md_tensor_new_layout(nd, shape, blocked ? MD_LAYOUT_BLOCKED : MD_LAYOUT_PLAIN);
   if (!o) return MD_ERR;
   plan p;
@@ -244,6 +248,15 @@ int md_binary(md_tensor **out, md_binary_op op, md_tensor *a, md_tensor *b) {
   return MD_OK;
 }
 
+int md_binary(md_tensor **out, md_binary_op op, md_tensor *a, md_tensor *b) {
+  if (same_layout_elementwise(a, b)) return binary_in_layout(out, op, a, b);
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 2, (md_tensor **const[]){&a, &b}) != MD_OK) return MD_ERR;
+  int rc = binary_in_layout(out, op, a, b);
+  md_plain_release(&plain);
+  return rc;
+}
+
 int md_binary_(md_binary_op op, md_tensor *a, const md_tensor *b) {
   int nd;
   int64_t shape[MD_MAX_DIMS];
@@ -253,12 +266,14 @@ int md_binary_(md_binary_op op, md_tensor *a, const md_tensor *b) {
     return md_error("%s_: in-place result must keep the shape %s, but %s broadcasts it", binary_names[op],
                     md_shape_str(a, ba, sizeof ba), md_shape_str(b, bb, sizeof bb));
   }
-  if (md_is_blocked(a) || md_is_blocked(b))
-    return md_error("internal: %s_ needs plain tensors (the binding converts them)", binary_names[op]);
   if (md_begin_inplace(a, binary_names[op]) != MD_OK) return MD_ERR;
+  md_tensor *bp = NULL; /* b's values in a's layout */
+  if (same_layout_elementwise(a, b)) md_tensor_retain(bp = (md_tensor *)b);
+  else if (md_make_plain_inplace(a) != MD_OK || md_plain_values(&bp, b) != MD_OK) return MD_ERR;
   plan p;
-  plan_init(&p, nd, shape, 2, (const md_tensor *[]){a, b});
-  binary_run(op, &p, md_data(a), md_data(b), md_data(a), a->numel);
+  plan_init(&p, nd, shape, 2, (const md_tensor *[]){a, bp});
+  binary_run(op, &p, md_data(a), md_data(bp), md_data(a), a->numel);
+  md_tensor_release(bp);
   return MD_OK;
 }
 
@@ -386,7 +401,7 @@ static int where_backward(md_node *n, const float *dout, float *const *din) {
   return MD_OK;
 }
 
-int md_where(md_tensor **out, md_tensor *cond, md_tensor *a, md_tensor *b) {
+static int where_plain(md_tensor **out, md_tensor *cond, md_tensor *a, md_tensor *b) {
   int nd, nd2;
   int64_t s1[MD_MAX_DIMS], shape[MD_MAX_DIMS];
   if (md_broadcast_shape("where", a, b, &nd, s1) != MD_OK) return MD_ERR;
@@ -412,4 +427,13 @@ int md_where(md_tensor **out, md_tensor *cond, md_tensor *a, md_tensor *b) {
   }
   *out = o;
   return MD_OK;
+}
+
+int md_where(md_tensor **out, md_tensor *cond, md_tensor *a, md_tensor *b) {
+  md_tensor *cond_ = cond, *a_ = a, *b_ = b;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 3, (md_tensor **const[]){&cond_, &a_, &b_}) != MD_OK) return MD_ERR;
+  int rc = where_plain(out, cond_, a_, b_);
+  md_plain_release(&plain);
+  return rc;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../autograd.h"
+#include "blocked.h"
 
 /* ---- kernels: one (image, channel) plane per iteration ------------------------------------ */
 
@@ -107,7 +108,7 @@ static int avg_pool_backward(md_node *n, const float *dout, float *const *din) {
   return MD_OK;
 }
 
-int md_avg_pool2d(md_tensor **out, md_tensor *x, int64_t k, int64_t st) {
+static int avg_pool2d_plain(md_tensor **out, md_tensor *x, int64_t k, int64_t st) {
   char sx[MD_SHAPE_STR_LEN];
   if (x->ndim != 4) return md_error("avg_pool2d: input must be N x C x H x W, got %s", md_shape_str(x, sx, sizeof sx));
   if (k < 1 || st < 1)
@@ -127,4 +128,13 @@ int md_avg_pool2d(md_tensor **out, md_tensor *x, int64_t k, int64_t st) {
   if (n) n->iarg[0] = k, n->iarg[1] = st;
   *out = y;
   return MD_OK;
+}
+
+int md_avg_pool2d(md_tensor **out, md_tensor *x, int64_t k, int64_t st) {
+  md_tensor *x_ = x;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 1, (md_tensor **const[]){&x_}) != MD_OK) return MD_ERR;
+  int rc = avg_pool2d_plain(out, x_, k, st);
+  md_plain_release(&plain);
+  return rc;
 }

@@ -8,6 +8,7 @@
 #include "../autograd.h"
 #include "../detsum.h"
 #include "../backend/threads.h"
+#include "blocked.h"
 
 
 static const char *const reduce_names[] = {[MD_SUM] = "sum", [MD_MEAN] = "mean", [MD_VAR] = "var", [MD_STD] = "std"};
@@ -142,7 +143,7 @@ static int reduce_backward(md_node *n, const float *dout, float *const *din) {
   return MD_OK;
 }
 
-int md_reduce(md_tensor **out, md_reduce_op op, md_tensor *x, bool all, int dim, bool keepdim,
+static int reduce_plain(md_tensor **out, md_reduce_op op, md_tensor *x, bool all, int dim, bool keepdim,
               int correction) {
   span s;
   int nd;
@@ -172,6 +173,16 @@ int md_reduce(md_tensor **out, md_reduce_op op, md_tensor *x, bool all, int dim,
   return MD_OK;
 }
 
+int md_reduce(md_tensor **out, md_reduce_op op, md_tensor *x, bool all, int dim, bool keepdim,
+              int correction) {
+  md_tensor *x_ = x;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 1, (md_tensor **const[]){&x_}) != MD_OK) return MD_ERR;
+  int rc = reduce_plain(out, op, x_, all, dim, keepdim, correction);
+  md_plain_release(&plain);
+  return rc;
+}
+
 /* ---- max / min --------------------------------------------------------------------- */
 
 static int max_backward(md_node *n, const float *dout, float *const *din) {
@@ -186,7 +197,7 @@ static int max_backward(md_node *n, const float *dout, float *const *din) {
   return MD_OK;
 }
 
-int md_max(md_tensor **values, md_tensor **indices, md_tensor *x, bool all, int dim, bool keepdim,
+static int max_plain(md_tensor **values, md_tensor **indices, md_tensor *x, bool all, int dim, bool keepdim,
            bool is_min) {
   const char *op = is_min ? "min" : "max";
   span s;
@@ -227,4 +238,14 @@ int md_max(md_tensor **values, md_tensor **indices, md_tensor *x, bool all, int 
   if (indices) *indices = ix;
   else md_tensor_release(ix);
   return MD_OK;
+}
+
+int md_max(md_tensor **values, md_tensor **indices, md_tensor *x, bool all, int dim, bool keepdim,
+           bool is_min) {
+  md_tensor *x_ = x;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 1, (md_tensor **const[]){&x_}) != MD_OK) return MD_ERR;
+  int rc = max_plain(values, indices, x_, all, dim, keepdim, is_min);
+  md_plain_release(&plain);
+  return rc;
 }

@@ -3,6 +3,7 @@
 
 #include "../autograd.h"
 #include "softmax.h"
+#include "blocked.h"
 
 static void softmax_forward(const float *x, float *y, int64_t outer, int64_t len, int64_t inner, bool as_log) {
 #pragma omp parallel for if (outer * inner * len > 32768) schedule(static)
@@ -43,7 +44,7 @@ static int softmax_backward(md_node *n, const float *dout, float *const *din) {
   return MD_OK;
 }
 
-int md_softmax(md_tensor **out, md_tensor *x, int dim, bool as_log) {
+static int softmax_plain(md_tensor **out, md_tensor *x, int dim, bool as_log) {
   const char *op = as_log ? "log_softmax" : "softmax";
   int d;
   if (x->ndim == 0) return md_error("%s: needs at least one dimension", op);
@@ -61,4 +62,13 @@ int md_softmax(md_tensor **out, md_tensor *x, int dim, bool as_log) {
   if (n) n->iarg[0] = outer, n->iarg[1] = len, n->iarg[2] = inner, n->iarg[3] = as_log;
   *out = y;
   return MD_OK;
+}
+
+int md_softmax(md_tensor **out, md_tensor *x, int dim, bool as_log) {
+  md_tensor *x_ = x;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 1, (md_tensor **const[]){&x_}) != MD_OK) return MD_ERR;
+  int rc = softmax_plain(out, x_, dim, as_log);
+  md_plain_release(&plain);
+  return rc;
 }

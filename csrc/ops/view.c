@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "../autograd.h"
+#include "blocked.h"
 
 /* The output is a window of the input starting at iarg[0] floats: its
  * gradient lands in the same window of the input's gradient. */
@@ -27,7 +28,7 @@ static int window(md_tensor **out, md_tensor *x, int64_t offset, int ndim, const
   return MD_OK;
 }
 
-int md_reshape(md_tensor **out, md_tensor *x, int ndim, const int64_t *shape) {
+static int reshape_plain(md_tensor **out, md_tensor *x, int ndim, const int64_t *shape) {
   int64_t s[MD_MAX_DIMS], known = 1;
   int infer = -1;
   if (ndim > MD_MAX_DIMS) return md_error("reshape: at most %d dimensions, got %d", MD_MAX_DIMS, ndim);
@@ -56,7 +57,16 @@ int md_reshape(md_tensor **out, md_tensor *x, int ndim, const int64_t *shape) {
   return window(out, x, 0, ndim, s, "reshape");
 }
 
-int md_narrow_first(md_tensor **out, md_tensor *x, int64_t start, int64_t len) {
+int md_reshape(md_tensor **out, md_tensor *x, int ndim, const int64_t *shape) {
+  md_tensor *x_ = x;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 1, (md_tensor **const[]){&x_}) != MD_OK) return MD_ERR;
+  int rc = reshape_plain(out, x_, ndim, shape);
+  md_plain_release(&plain);
+  return rc;
+}
+
+static int narrow_first_plain(md_tensor **out, md_tensor *x, int64_t start, int64_t len) {
   if (x->ndim == 0) return md_error("narrow: cannot slice a 0-dimensional tensor");
   if (start < 0 || len < 0 || start + len > x->shape[0])
     return md_error("narrow: rows %lld..%lld out of range for dimension 1 of size %lld",
@@ -68,11 +78,29 @@ int md_narrow_first(md_tensor **out, md_tensor *x, int64_t start, int64_t len) {
   return window(out, x, start * inner, x->ndim, s, "narrow");
 }
 
-int md_select_first(md_tensor **out, md_tensor *x, int64_t i) {
+int md_narrow_first(md_tensor **out, md_tensor *x, int64_t start, int64_t len) {
+  md_tensor *x_ = x;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 1, (md_tensor **const[]){&x_}) != MD_OK) return MD_ERR;
+  int rc = narrow_first_plain(out, x_, start, len);
+  md_plain_release(&plain);
+  return rc;
+}
+
+static int select_first_plain(md_tensor **out, md_tensor *x, int64_t i) {
   if (x->ndim == 0) return md_error("select: cannot index a 0-dimensional tensor");
   if (i < 0 || i >= x->shape[0])
     return md_error("select: index %lld out of range for dimension 1 of size %lld",
                     (long long)i + 1, (long long)x->shape[0]);
   int64_t inner = x->numel / x->shape[0];
   return window(out, x, i * inner, x->ndim - 1, x->shape + 1, "select");
+}
+
+int md_select_first(md_tensor **out, md_tensor *x, int64_t i) {
+  md_tensor *x_ = x;
+  md_plain_scope plain;
+  if (md_plain_inputs(&plain, 1, (md_tensor **const[]){&x_}) != MD_OK) return MD_ERR;
+  int rc = select_first_plain(out, x_, i);
+  md_plain_release(&plain);
+  return rc;
 }
