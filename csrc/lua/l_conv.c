@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "../backend/dnnl_conv.h"
 #include "../ops/conv.h"
 #include "binding.h"
 
@@ -31,10 +32,35 @@ static int f_get_conv_backend(lua_State *L) {
   return 1;
 }
 
+/* md.core.dnnl_conv_kernel(n, c, h, w, o, k, stride, pad, winograd): the
+ * oneDNN kernel that the forward pass of that shape runs, its input and
+ * output blocked when their channels allow (as between U-Net layers), e.g.
+ * "jit:avx2" or "jit_wino_4x3:avx512_core"; nil without oneDNN. For tests:
+ * oneDNN quietly falls back to the direct kernel where Winograd is missing
+ * (it needs AVX-512). */
+static int f_dnnl_conv_kernel(lua_State *L) {
+  md_conv_shape s = {.n = luaL_checkinteger(L, 1), .c = luaL_checkinteger(L, 2), .h = luaL_checkinteger(L, 3),
+                     .w = luaL_checkinteger(L, 4), .o = luaL_checkinteger(L, 5), .k = luaL_checkinteger(L, 6),
+                     .stride = luaL_checkinteger(L, 7), .pad = luaL_checkinteger(L, 8)};
+  bool winograd = lua_toboolean(L, 9);
+  if (s.n < 1 || s.c < 1 || s.h < 1 || s.w < 1 || s.o < 1 || s.k < 1 || s.stride < 1 || s.pad < 0 ||
+      s.h + 2 * s.pad < s.k || s.w + 2 * s.pad < s.k)
+    return luaL_error(L, "dnnl_conv_kernel: not a valid convolution shape");
+  s.ho = (s.h + 2 * s.pad - s.k) / s.stride + 1;
+  s.wo = (s.w + 2 * s.pad - s.k) / s.stride + 1;
+  int64_t xs[4] = {s.n, s.c, s.h, s.w}, ys[4] = {s.n, s.o, s.ho, s.wo};
+  s.x_layout = md_blockable(4, xs) ? MD_LAYOUT_BLOCKED : MD_LAYOUT_PLAIN;
+  s.y_layout = md_blockable(4, ys) ? MD_LAYOUT_BLOCKED : MD_LAYOUT_PLAIN;
+  const char *impl = md_dnnl_conv_impl(&s, winograd);
+  if (impl) lua_pushstring(L, impl); else lua_pushnil(L);
+  return 1;
+}
+
 const luaL_Reg mdl_conv_funcs[] = {
     {"conv2d", f_conv2d},
     {"set_conv_backend", f_set_conv_backend},
     {"get_conv_backend", f_get_conv_backend},
+    {"dnnl_conv_kernel", f_dnnl_conv_kernel},
     {NULL, NULL},
 };
 

@@ -6,9 +6,15 @@ is that figure's own.
   /usr/bin/python3 scripts/bench/torch_unet.py FIGURE MODEL_CHANNELS REPEATS MODE
   FIGURE: params | train | sample | sample_cfg | forward1     MODE: eager | jit
 Prints one JSON line: {"times": [...], "maxrss_mb": ..., "params": ...}.
+
+  /usr/bin/python3 scripts/bench/torch_unet.py --fixture tests/fixtures/unet_parity.safetensors
+writes the whole-model parity fixture that tests/lua/test_parity.lua checks
+moondust against (see write_fixture).
 """
 import json
 import math
+import os
+import struct
 import resource
 import sys
 import time
@@ -24,23 +30,23 @@ def zero(m):
     return m
 
 
-def norm(ch):
-    return nn.GroupNorm(8, ch)
+def norm(ch, groups=8):
+    return nn.GroupNorm(groups, ch)
 
 
-def timestep_embedding(t, dim, max_period=10000):
+def timestep_embedding(t, dim, max_period=10000, dtype=torch.float32):
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
-    args = t[:, None].float() * freqs[None]
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=dtype) / half)
+    args = t[:, None].to(dtype) * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
 class ResBlock(nn.Module):
-    def __init__(self, ch, emb, out):
+    def __init__(self, ch, emb, out, groups=8):
         super().__init__()
-        self.in_layers = nn.Sequential(norm(ch), nn.SiLU(), nn.Conv2d(ch, out, 3, padding=1))
+        self.in_layers = nn.Sequential(norm(ch, groups), nn.SiLU(), nn.Conv2d(ch, out, 3, padding=1))
         self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb, out))
-        self.out_layers = nn.Sequential(norm(out), nn.SiLU(), nn.Dropout(0.0), zero(nn.Conv2d(out, out, 3, padding=1)))
+        self.out_layers = nn.Sequential(norm(out, groups), nn.SiLU(), nn.Dropout(0.0), zero(nn.Conv2d(out, out, 3, padding=1)))
         self.skip_connection = nn.Identity() if out == ch else nn.Conv2d(ch, out, 1)
 
     def forward(self, x, emb):
@@ -50,10 +56,10 @@ class ResBlock(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    def __init__(self, ch, head_ch):
+    def __init__(self, ch, head_ch, groups=8):
         super().__init__()
         self.heads = ch // head_ch
-        self.norm = norm(ch)
+        self.norm = norm(ch, groups)
         self.qkv = nn.Conv2d(ch, 3 * ch, 1)
         self.proj_out = zero(nn.Conv2d(ch, ch, 1))
 
@@ -92,7 +98,7 @@ class Up(nn.Module):
 
 
 class UNet(nn.Module):
-    def __init__(self, mc=32, mult=(1, 2, 2), nres=2, attn=(4,), head_ch=32, num_classes=10):
+    def __init__(self, mc=32, mult=(1, 2, 2), nres=2, attn=(4,), head_ch=32, num_classes=10, groups=8):
         super().__init__()
         self.mc = mc
         emb = 4 * mc
@@ -102,32 +108,33 @@ class UNet(nn.Module):
         chans, ch, ds = [mc], mc, 1
         for level, m in enumerate(mult):
             for _ in range(nres):
-                layers = [ResBlock(ch, emb, m * mc)]
+                layers = [ResBlock(ch, emb, m * mc, groups)]
                 ch = m * mc
                 if ds in attn:
-                    layers.append(AttentionBlock(ch, head_ch))
+                    layers.append(AttentionBlock(ch, head_ch, groups))
                 self.input_blocks.append(Seq(*layers))
                 chans.append(ch)
             if level != len(mult) - 1:
                 self.input_blocks.append(Seq(Down(ch)))
                 chans.append(ch)
                 ds *= 2
-        self.middle_block = Seq(ResBlock(ch, emb, ch), AttentionBlock(ch, head_ch), ResBlock(ch, emb, ch))
+        self.middle_block = Seq(ResBlock(ch, emb, ch, groups), AttentionBlock(ch, head_ch, groups),
+                                ResBlock(ch, emb, ch, groups))
         self.output_blocks = nn.ModuleList([])
         for level, m in list(enumerate(mult))[::-1]:
             for i in range(nres + 1):
-                layers = [ResBlock(ch + chans.pop(), emb, mc * m)]
+                layers = [ResBlock(ch + chans.pop(), emb, mc * m, groups)]
                 ch = mc * m
                 if ds in attn:
-                    layers.append(AttentionBlock(ch, head_ch))
+                    layers.append(AttentionBlock(ch, head_ch, groups))
                 if level and i == nres:
                     layers.append(Up(ch))
                     ds //= 2
                 self.output_blocks.append(Seq(*layers))
-        self.out = nn.Sequential(norm(ch), nn.SiLU(), zero(nn.Conv2d(mc, 1, 3, padding=1)))
+        self.out = nn.Sequential(norm(ch, groups), nn.SiLU(), zero(nn.Conv2d(mc, 1, 3, padding=1)))
 
     def forward(self, x, t, y):
-        emb = self.time_embed(timestep_embedding(t, self.mc)) + self.label_emb(y)
+        emb = self.time_embed(timestep_embedding(t, self.mc, dtype=x.dtype)) + self.label_emb(y)
         hs, h = [], x
         for m in self.input_blocks:
             h = m(h, emb)
@@ -165,7 +172,104 @@ def sample(model, n, cfg, steps=50):
     return x
 
 
+# The parity fixture's model, in md.nn.UNet's option names (meta.config, so
+# that md.load builds it). mult {1, 1}: with {1, 2} the weights and their
+# gradients alone would take 1.4 MB. 16 channels everywhere (32 where skips
+# are concatenated), so that oneDNN keeps every activation but the input's
+# and the output's in the blocked layout. norm_groups 4, not the default 8,
+# so that a config that did not travel through meta.config would show.
+FIXTURE_CONFIG = {"model_channels": 16, "channel_mult": [1, 1], "num_res_blocks": 1,
+                  "attention_resolutions": [2], "num_head_channels": 8, "num_classes": 10,
+                  "norm_groups": 4, "in_channels": 1, "out_channels": 1}
+
+
+def write_safetensors(path, tensors, meta):
+    """The safetensors format by hand (Debian has no python3-safetensors): an
+    8-byte little-endian header length, a JSON header {name: {dtype, shape,
+    data_offsets}, __metadata__: {str: str}} padded with spaces to 8 bytes,
+    then the raw little-endian float32 data."""
+    header, blobs, offset = {"__metadata__": meta}, [], 0
+    for name, t in tensors.items():
+        data = t.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    with open(path + ".tmp", "wb") as f:
+        f.write(struct.pack("<Q", len(head)) + head + b"".join(blobs))
+    os.replace(path + ".tmp", path)
+
+
+def rel_err(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+def write_fixture(path):
+    """A small U-Net with random non-zero weights everywhere (the layers that
+    start at zero too, else their gradients would prove nothing), a batch of
+    inputs, the output, an MSE loss against a fixed target and every
+    parameter's gradient. The weights and inputs are float32 values; the
+    reference is computed from them in float64, so that a test against it
+    measures moondust's own float32 error, not the sum of two. Batch 8 at
+    28x28 puts the 16-channel 3x3 layers over the Winograd threshold
+    (8 * 28 * 28 >= 4096 output positions, backend/dnnl_conv.c); the 14x14
+    level stays under it and runs the direct kernels."""
+    c = FIXTURE_CONFIG
+
+    def build(dtype):
+        return UNet(c["model_channels"], tuple(c["channel_mult"]), c["num_res_blocks"],
+                    tuple(c["attention_resolutions"]), c["num_head_channels"], c["num_classes"],
+                    c["norm_groups"]).to(dtype)
+
+    torch.manual_seed(14)
+    model = build(torch.float32)
+    with torch.no_grad():
+        for module in model.modules():
+            for name, p in module.named_parameters(recurse=False):
+                if isinstance(module, nn.GroupNorm):
+                    p.copy_((1.0 if name == "weight" else 0.0) + 0.2 * torch.randn_like(p))
+                elif p.dim() == 1:  # biases
+                    p.copy_(0.2 * torch.randn_like(p))
+                else:  # unit-variance outputs for unit-variance inputs
+                    p.copy_(torch.randn_like(p) / math.sqrt(p[0].numel()))
+    n = 8
+    x = torch.randn(n, 1, 28, 28)
+    t = torch.tensor([0, 1, 17, 250, 500, 731, 998, 999])
+    y = torch.tensor([0, 3, 9, 10, 5, 10, 1, 7])  # 10 is "no class"
+    target = torch.randn(n, 1, 28, 28)
+
+    def run(dtype):
+        m = build(dtype)
+        m.load_state_dict(model.state_dict())
+        out = m(x.to(dtype), t, y)
+        loss = F.mse_loss(out, target.to(dtype))
+        loss.backward()
+        return out, loss, {name: p.grad for name, p in m.named_parameters()}
+
+    out, loss, grads = run(torch.float64)
+    out32, loss32, grads32 = run(torch.float32)
+    # PyTorch's own float32 error against the float64 reference: the scale
+    # of error that any float32 implementation shows here
+    errors = {"output": rel_err(out32, out), "loss": rel_err(loss32, loss)}
+    errors.update({"grad." + k: rel_err(grads32[k], g) for k, g in grads.items()})
+    worst = max(errors, key=errors.get)
+    tensors = {"model." + k: v for k, v in model.state_dict().items()}
+    tensors.update({"x": x, "t": t.float(), "y": y.float(), "target": target, "output": out, "loss": loss.reshape(1)})
+    tensors.update({"grad." + k: g for k, g in grads.items()})
+    meta = {"model": "unet", "config": json.dumps(c),
+            "reference": "PyTorch %s, float64, from float32 weights and inputs" % torch.__version__,
+            "command": "/usr/bin/python3 scripts/bench/torch_unet.py --fixture " + path,
+            "torch_fp32_worst_rel_err": "%.3g" % errors[worst], "torch_fp32_worst_tensor": worst}
+    write_safetensors(path, tensors, meta)
+    print("%s: %d parameters, %d bytes; PyTorch float32 against float64: worst relative error %.3g (%s), "
+          "output %.3g, loss %.3g" % (path, sum(p.numel() for p in model.parameters()), os.path.getsize(path),
+                                       errors[worst], worst, errors["output"], errors["loss"]))
+
+
 def main():
+    if sys.argv[1] == "--fixture":
+        return write_fixture(sys.argv[2])
     figure, mc, repeats, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     torch.manual_seed(0)
     model = UNet(mc)
