@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#include "../backend/dnnl_conv.h"
+#include "../backend/conv_dnnl.h"
 #include "../ops/conv.h"
 #include "binding.h"
 
