@@ -212,8 +212,7 @@ static md_tensor *new_grad_tensor(md_node *n, int i, const md_tensor *like) {
   return g;
 }
 
-static int sweep(md_tensor *root, const md_tensor *grad_root, int ntargets,
-                 md_tensor *const *targets, md_tensor **grads, bool retain_graph) {
+static int check_root(const md_tensor *root, const md_tensor *grad_root) {
   if (!root->grad_fn)
     return md_error("backward: tensor does not require grad and has no grad_fn "
                     "(did you compute it inside no_grad, or forget requires_grad?)");
@@ -229,111 +228,133 @@ static int sweep(md_tensor *root, const md_tensor *grad_root, int ntargets,
                     "element, this one has %lld (pass a gradient)",
                     (long long)root->numel);
   }
+  return MD_OK;
+}
 
-  node_list order = {0};
-  int rc = topo_sort(root->grad_fn, &order);
-  for (int k = 0; k < order.n; k++) {
-    md_node *n = order.v[k];
-    n->needed = false;
-    for (int i = 0; i < n->ninputs; i++)
-      n->needed = n->needed || edge_needed(n->inputs[i], ntargets, targets);
-  }
-  if (rc == MD_OK && targets) {
-    for (int i = 0; i < ntargets; i++) {
-      grads[i] = NULL;
-      if (!md_needs_grad(targets[i])) {
-        rc = md_error("grad: target %d does not require grad", i + 1);
-        break;
-      }
-    }
-  }
+/* The root's gradient buffer: grad_root in the root's layout, or 1. */
+static int seed_root(const md_tensor *root, const md_tensor *grad_root) {
+  md_node *r = root->grad_fn;
+  r->grad_buf = zeroed(r->out_numel);
+  if (!r->grad_buf) return MD_ERR;
+  if (!grad_root) r->grad_buf[0] = 1.0f;
+  else if (md_is_blocked(root) != md_is_blocked(grad_root))
+    (md_is_blocked(root) ? md_block_kernel : md_unblock_kernel)(md_data(grad_root), r->grad_buf, root->shape[0],
+                                                                 root->shape[1], root->shape[2] * root->shape[3],
+                                                                 false);
+  else memcpy(r->grad_buf, md_data(grad_root), (size_t)r->out_numel * sizeof(float));
+  return MD_OK;
+}
 
-  if (rc == MD_OK) {
-    md_node *r = root->grad_fn;
-    r->grad_buf = zeroed(r->out_numel);
-    if (!r->grad_buf) rc = MD_ERR;
-    else if (grad_root && md_is_blocked(root) != md_is_blocked(grad_root)) /* into the root's layout */
-      (md_is_blocked(root) ? md_block_kernel : md_unblock_kernel)(md_data(grad_root), r->grad_buf, root->shape[0],
-                                                                   root->shape[1], root->shape[2] * root->shape[3],
-                                                                   false);
-    else if (grad_root) memcpy(r->grad_buf, md_data(grad_root), (size_t)r->out_numel * sizeof(float));
-    else r->grad_buf[0] = 1.0f;
-  }
-
-  for (int k = order.n - 1; k >= 0 && rc == MD_OK; k--) {
-    md_node *n = order.v[k];
-    if (!n->grad_buf) continue; /* nothing flowed here */
-    if (targets) {             /* a non-leaf target: its gradient is complete now */
-      for (int i = 0; i < ntargets; i++) {
-        if (targets[i]->grad_fn != n || grads[i]) continue;
-        grads[i] = md_tensor_empty_like(targets[i]); /* gradients are in their tensor's layout */
-        if (!grads[i]) rc = MD_ERR;
-        else memcpy(md_data(grads[i]), n->grad_buf, (size_t)n->out_numel * sizeof(float));
-      }
-    }
-    if (rc != MD_OK || !n->needed) continue;
-    if (!n->backward) {
-      rc = md_error("backward: trying to backward through the graph a second time "
+/* Refuses a node whose inputs or saved tensors were written in place after
+ * it was recorded: its gradient would be wrong. */
+static int check_versions(const md_node *n) {
+  if (!n->backward)
+    return md_error("backward: trying to backward through the graph a second time "
                     "(its saved tensors were freed by the first sweep)");
-      break;
-    }
-    for (int i = 0; i < n->ninputs && rc == MD_OK; i++) {
-      if (n->inputs[i] && n->inputs[i]->storage->version != n->input_version[i])
-        rc = md_error("backward: an input of %s was modified in place after it was used; "
+  for (int i = 0; i < n->ninputs; i++)
+    if (n->inputs[i] && n->inputs[i]->storage->version != n->input_version[i])
+      return md_error("backward: an input of %s was modified in place after it was used; "
                       "its gradient would be wrong",
                       n->op);
-    }
-    for (int i = 0; i < MD_NODE_MAX_SAVED && rc == MD_OK; i++) {
-      if (n->saved[i] && n->saved[i]->storage->version != n->saved_version[i])
-        rc = md_error("backward: a tensor saved by %s was modified in place; its gradient "
+  for (int i = 0; i < MD_NODE_MAX_SAVED; i++)
+    if (n->saved[i] && n->saved[i]->storage->version != n->saved_version[i])
+      return md_error("backward: a tensor saved by %s was modified in place; its gradient "
                       "would be wrong",
                       n->op);
-    }
-    if (rc != MD_OK) break;
+  return MD_OK;
+}
 
-    float *din[MD_NODE_MAX_INPUTS] = {0};
-    for (int i = 0; i < n->ninputs && rc == MD_OK; i++) {
-      md_tensor *in = n->inputs[i];
-      n->fresh[i] = false;
-      if (!edge_needed(in, ntargets, targets)) continue;
-      if (in->grad_fn) {
-        if (!in->grad_fn->grad_buf && !(in->grad_fn->grad_buf = new_grad_buf(n, i, in->numel))) rc = MD_ERR;
-        din[i] = in->grad_fn->grad_buf;
-      } else if (targets) {
-        int t = target_index(in, ntargets, targets);
-        if (!grads[t] && !(grads[t] = new_grad_tensor(n, i, in))) rc = MD_ERR;
-        if (grads[t]) din[i] = md_data(grads[t]);
-      } else {
-        if (!in->grad && !(in->grad = new_grad_tensor(n, i, in))) rc = MD_ERR;
-        if (in->grad) din[i] = md_data(in->grad);
-      }
+/* din[i]: where input i of n accumulates its gradient (a node's buffer, a
+ * target's gradient or a leaf's .grad, created on first use), or NULL. */
+static int input_buffers(md_node *n, int ntargets, md_tensor *const *targets, md_tensor **grads, float **din) {
+  for (int i = 0; i < n->ninputs; i++) {
+    md_tensor *in = n->inputs[i];
+    n->fresh[i] = false;
+    din[i] = NULL;
+    if (!edge_needed(in, ntargets, targets)) continue;
+    if (in->grad_fn) {
+      if (!in->grad_fn->grad_buf && !(in->grad_fn->grad_buf = new_grad_buf(n, i, in->numel))) return MD_ERR;
+      din[i] = in->grad_fn->grad_buf;
+    } else if (targets) {
+      int t = target_index(in, ntargets, targets);
+      if (!grads[t] && !(grads[t] = new_grad_tensor(n, i, in))) return MD_ERR;
+      din[i] = md_data(grads[t]);
+    } else {
+      if (!in->grad && !(in->grad = new_grad_tensor(n, i, in))) return MD_ERR;
+      din[i] = md_data(in->grad);
     }
+  }
+  return MD_OK;
+}
+
+/* A non-leaf target's gradient is complete once its node is reached. */
+static int collect_targets(const md_node *n, int ntargets, md_tensor *const *targets, md_tensor **grads) {
+  for (int i = 0; i < ntargets; i++) {
+    if (targets[i]->grad_fn != n || grads[i]) continue;
+    grads[i] = md_tensor_empty_like(targets[i]); /* gradients are in their tensor's layout */
+    if (!grads[i]) return MD_ERR;
+    memcpy(md_data(grads[i]), n->grad_buf, (size_t)n->out_numel * sizeof(float));
+  }
+  return MD_OK;
+}
+
+/* Runs one node's backward into its inputs' buffers, then frees its own. */
+static int step_node(md_node *n, int ntargets, md_tensor *const *targets, md_tensor **grads, bool retain_graph) {
+  int rc = targets ? collect_targets(n, ntargets, targets, grads) : MD_OK;
+  if (rc == MD_OK && n->needed) {
+    float *din[MD_NODE_MAX_INPUTS];
+    rc = check_versions(n);
+    if (rc == MD_OK) rc = input_buffers(n, ntargets, targets, grads, din);
     if (rc == MD_OK) {
       double t0 = md_profile_enabled() ? md_profile_now() : 0, b0 = md_profile_booked();
       rc = n->backward(n, n->grad_buf, din);
       if (md_profile_enabled()) md_profile_add(n->op, true, md_profile_now() - t0 - (md_profile_booked() - b0));
     }
-    md_free_floats(n->grad_buf, n->out_numel);
-    n->grad_buf = NULL;
-    if (!retain_graph) node_free_saved(n);
+    if (rc == MD_OK) {
+      md_free_floats(n->grad_buf, n->out_numel);
+      n->grad_buf = NULL;
+      if (!retain_graph) node_free_saved(n);
+    }
   }
+  return rc;
+}
 
-  for (int k = 0; k < order.n; k++) {
+/* Marks which nodes carry gradient to a leaf or target (and checks targets). */
+static int mark_needed(node_list *order, int ntargets, md_tensor *const *targets, md_tensor **grads) {
+  for (int k = 0; k < order->n; k++) {
+    md_node *n = order->v[k];
+    n->needed = false;
+    for (int i = 0; i < n->ninputs; i++) n->needed = n->needed || edge_needed(n->inputs[i], ntargets, targets);
+  }
+  for (int i = 0; targets && i < ntargets; i++)
+    if (!md_needs_grad(targets[i])) return md_error("grad: target %d does not require grad", i + 1);
+  return MD_OK;
+}
+
+static int sweep(md_tensor *root, const md_tensor *grad_root, int ntargets, md_tensor *const *targets,
+                 md_tensor **grads, bool retain_graph) {
+  for (int i = 0; targets && i < ntargets; i++) grads[i] = NULL;
+  int rc = check_root(root, grad_root);
+  if (rc != MD_OK) return rc;
+  node_list order = {0};
+  rc = topo_sort(root->grad_fn, &order);
+  if (rc == MD_OK) rc = mark_needed(&order, ntargets, targets, grads);
+  if (rc == MD_OK) rc = seed_root(root, grad_root);
+  for (int k = order.n - 1; k >= 0 && rc == MD_OK; k--)
+    if (order.v[k]->grad_buf) rc = step_node(order.v[k], ntargets, targets, grads, retain_graph);
+
+  for (int k = 0; k < order.n; k++) { /* engine scratch, also after an error */
     md_node *n = order.v[k];
     md_free_floats(n->grad_buf, n->out_numel);
     n->grad_buf = NULL;
     n->mark = 0;
     n->needed = false;
   }
-  if (rc == MD_OK && targets) { /* a target that no path reached has zero gradient */
-    for (int i = 0; i < ntargets && rc == MD_OK; i++)
-      if (!grads[i] && !(grads[i] = md_tensor_zeros_like(targets[i]))) rc = MD_ERR;
-  }
-  if (rc != MD_OK && targets) {
-    for (int i = 0; i < ntargets; i++) {
-      md_tensor_release(grads[i]);
-      grads[i] = NULL;
-    }
+  for (int i = 0; rc == MD_OK && targets && i < ntargets; i++) /* a target no path reached has zero gradient */
+    if (!grads[i] && !(grads[i] = md_tensor_zeros_like(targets[i]))) rc = MD_ERR;
+  for (int i = 0; rc != MD_OK && targets && i < ntargets; i++) {
+    md_tensor_release(grads[i]);
+    grads[i] = NULL;
   }
   for (int k = 0; k < order.n; k++) md_node_release(order.v[k]);
   free(order.v);

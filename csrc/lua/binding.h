@@ -1,8 +1,8 @@
 /* Helpers shared by the binding files. The binding is thin: check arguments,
  * call the C core, push the result or raise the core's message as a Lua error.
  *
- * Each area (l_tensor.c, l_ops.c, l_random.c, l_conv.c, l_nn.c, l_io.c, l_optim.c,
- * l_diffusion.c)
+ * Each area (l_tensor.c, l_autograd.c, l_runtime.c, l_ops.c, l_random.c, l_conv.c,
+ * l_nn.c, l_io.c, l_optim.c, l_diffusion.c)
  * exports two NULL-terminated luaL_Reg arrays that moondust.c registers:
  * module functions (md.core.xxx) and tensor methods (t:xxx()). */
 #ifndef MD_BINDING_H
@@ -38,6 +38,11 @@ void mdl_check_rc(lua_State *L, int rc);
 
 /* A shape given as a table {2, 3} or as numbers from idx on; returns ndim. */
 int mdl_shape(lua_State *L, int idx, int64_t *shape);
+/* The same for a creation function's leading shape argument; *next is the
+ * index of the first argument after it. */
+int mdl_shape_arg(lua_State *L, int idx, int64_t *shape, int *next);
+/* A new uninitialised plain tensor, or the core's error raised. */
+md_tensor *mdl_new(lua_State *L, int ndim, const int64_t *shape);
 /* A 1-based (or negative, -1 = last) Lua dimension at idx, as a 0-based C
  * dimension checked against ndim. */
 int mdl_dim(lua_State *L, int idx, int ndim, const char *op);
@@ -46,6 +51,8 @@ int mdl_optbool(lua_State *L, int idx, int def);
 
 /* Areas. */
 extern const luaL_Reg mdl_tensor_funcs[], mdl_tensor_methods[];
+extern const luaL_Reg mdl_autograd_funcs[], mdl_autograd_methods[];
+extern const luaL_Reg mdl_runtime_funcs[], mdl_runtime_methods[];
 extern const luaL_Reg mdl_ops_funcs[], mdl_ops_methods[];
 extern const luaL_Reg mdl_random_funcs[], mdl_random_methods[];
 extern const luaL_Reg mdl_conv_funcs[], mdl_conv_methods[];

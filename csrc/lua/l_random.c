@@ -1,6 +1,5 @@
-/* Binding for creation functions and random numbers: md.zeros, md.full,
- * md.arange, md.rand, md.randn, md.randint, md.manual_seed, and the
- * md.Generator userdata (a seed and a counter, see rng.h). */
+/* Binding for random numbers: md.rand, md.randn, md.randint, md.manual_seed,
+ * and the md.Generator userdata (a seed and a counter, see rng.h). */
 #include <math.h>
 
 #include "../rng.h"
@@ -8,71 +7,6 @@
 
 #define MDL_GENERATOR "moondust.Generator"
 
-/* A shape at idx (table or numbers); *next is the first argument after it. */
-static int shape_arg(lua_State *L, int idx, int64_t *shape, int *next) {
-  if (!lua_isnone(L, idx) && !lua_istable(L, idx) && lua_type(L, idx) != LUA_TNUMBER)
-    luaL_typeerror(L, idx, "shape (a table of sizes)");
-  int n = mdl_shape(L, idx, shape);
-  *next = lua_istable(L, idx) ? idx + 1 : idx + n;
-  return n;
-}
-
-static md_tensor *new_or_raise(lua_State *L, int ndim, const int64_t *shape) {
-  md_tensor *t = md_tensor_new(ndim, shape);
-  if (!t) luaL_error(L, "%s", md_errmsg());
-  return t;
-}
-
-static int f_empty(lua_State *L) {
-  int64_t shape[MD_MAX_DIMS];
-  int next, n = shape_arg(L, 1, shape, &next);
-  return mdl_push(L, md_tensor_new(n, shape));
-}
-
-static int f_zeros(lua_State *L) {
-  int64_t shape[MD_MAX_DIMS];
-  int next, n = shape_arg(L, 1, shape, &next);
-  return mdl_push(L, md_tensor_zeros(n, shape));
-}
-
-static int f_ones(lua_State *L) {
-  int64_t shape[MD_MAX_DIMS];
-  int next, n = shape_arg(L, 1, shape, &next);
-  return mdl_push(L, md_tensor_full(n, shape, 1.0f));
-}
-
-/* full(shape, value) */
-static int f_full(lua_State *L) {
-  int64_t shape[MD_MAX_DIMS];
-  luaL_checktype(L, 1, LUA_TTABLE);
-  int next, n = shape_arg(L, 1, shape, &next);
-  return mdl_push(L, md_tensor_full(n, shape, (float)luaL_checknumber(L, next)));
-}
-
-/* arange(stop) or arange(start, stop [, step]): [start, stop) */
-static int f_arange(lua_State *L) {
-  double start = 0, stop, step = 1;
-  if (lua_isnoneornil(L, 2)) stop = luaL_checknumber(L, 1);
-  else start = luaL_checknumber(L, 1), stop = luaL_checknumber(L, 2), step = luaL_optnumber(L, 3, 1);
-  if (step == 0 || !isfinite(start) || !isfinite(stop) || !isfinite(step))
-    luaL_error(L, "arange: needs finite bounds and a non-zero step");
-  double count = ceil((stop - start) / step);
-  int64_t n = count > 0 ? (int64_t)count : 0;
-  md_tensor *t = new_or_raise(L, 1, &n);
-  for (int64_t i = 0; i < n; i++) md_data(t)[i] = (float)(start + (double)i * step);
-  return mdl_push(L, t);
-}
-
-/* linspace(start, stop, n): n points including both ends */
-static int f_linspace(lua_State *L) {
-  double a = luaL_checknumber(L, 1), b = luaL_checknumber(L, 2);
-  lua_Integer n = luaL_checkinteger(L, 3);
-  if (n < 0) luaL_error(L, "linspace: number of points must be non-negative, got %d", (int)n);
-  int64_t len = n;
-  md_tensor *t = new_or_raise(L, 1, &len);
-  for (int64_t i = 0; i < n; i++) md_data(t)[i] = (float)(n == 1 ? a : a + (b - a) * (double)i / (double)(n - 1));
-  return mdl_push(L, t);
-}
 
 /* ---- generators ------------------------------------------------------------ */
 
@@ -86,9 +20,9 @@ typedef void (*fill_fn)(md_generator *g, float *out, int64_t n);
 /* draws from generator `g` (nil = the global one) into a new tensor */
 static int draw(lua_State *L, int shape_idx, fill_fn fill, md_generator *self) {
   int64_t shape[MD_MAX_DIMS];
-  int next, n = shape_arg(L, shape_idx, shape, &next);
+  int next, n = mdl_shape_arg(L, shape_idx, shape, &next);
   md_generator *g = self ? self : opt_generator(L, next);
-  md_tensor *t = new_or_raise(L, n, shape);
+  md_tensor *t = mdl_new(L, n, shape);
   fill(g, md_data(t), t->numel);
   return mdl_push(L, t);
 }
@@ -100,9 +34,9 @@ static int randint(lua_State *L, int idx, md_generator *self) {
   lua_Integer lo = luaL_checkinteger(L, idx), hi = luaL_checkinteger(L, idx + 1);
   if (hi <= lo) luaL_error(L, "randint: empty range [%I, %I)", lo, hi);
   int64_t shape[MD_MAX_DIMS];
-  int next, n = shape_arg(L, idx + 2, shape, &next);
+  int next, n = mdl_shape_arg(L, idx + 2, shape, &next);
   md_generator *g = self ? self : opt_generator(L, next);
-  md_tensor *t = new_or_raise(L, n, shape);
+  md_tensor *t = mdl_new(L, n, shape);
   md_rng_randint(g, md_data(t), t->numel, lo, hi);
   return mdl_push(L, t);
 }
@@ -200,12 +134,6 @@ static int f_generator(lua_State *L) {
 }
 
 const luaL_Reg mdl_random_funcs[] = {
-    {"empty", f_empty},
-    {"zeros", f_zeros},
-    {"ones", f_ones},
-    {"full", f_full},
-    {"arange", f_arange},
-    {"linspace", f_linspace},
     {"rand", f_rand},
     {"randn", f_randn},
     {"randint", f_randint},

@@ -1,13 +1,11 @@
 /* The tensor userdata: lifetime (__gc, __close), memory accounting, indexing,
- * and the autograd entry points (requires_grad, backward, grad, no_grad). */
+ * shape queries and creation (md.zeros, md.full, md.arange, ...). */
+#include <math.h>
 #include <string.h>
-#include <time.h>
 
-#include "../alloc.h"
 #include "../autograd.h"
-#include "../backend/peak.h"
-#include "../backend/threads.h"
 #include "../ops/blocked.h"
+#include "../ops/view.h"
 #include "../profile.h"
 #include "binding.h"
 
@@ -134,8 +132,6 @@ static int64_t check_index(lua_State *L, md_tensor *t, int idx) {
                (int)t->shape[0]);
   return (int64_t)i - 1;
 }
-
-int md_select_first(md_tensor **out, md_tensor *t, int64_t i); /* ops: autograd-aware view */
 
 int mdl_tensor_index(lua_State *L) {
   md_tensor *t = mdl_check(L, 1);
@@ -277,86 +273,10 @@ static int f_from_flat(lua_State *L) {
   return mdl_push(L, t);
 }
 
-/* ---- autograd ------------------------------------------------------------------ */
-
-static int t_requires_grad(lua_State *L) {
-  md_tensor *t = mdl_check(L, 1);
-  if (lua_isnone(L, 2)) {
-    lua_pushboolean(L, md_needs_grad(t));
-    return 1;
-  }
-  int on = lua_toboolean(L, 2);
-  if (t->grad_fn && !on)
-    luaL_error(L, "requires_grad(false) on a non-leaf tensor; use :detach()");
-  t->requires_grad = on;
-  lua_settop(L, 1);
-  return 1;
-}
-
-static int t_is_leaf(lua_State *L) {
-  lua_pushboolean(L, mdl_check(L, 1)->grad_fn == NULL);
-  return 1;
-}
-
-static int t_grad_fn(lua_State *L) {
-  md_tensor *t = mdl_check(L, 1);
-  if (t->grad_fn) lua_pushstring(L, t->grad_fn->op);
-  else lua_pushnil(L);
-  return 1;
-}
-
 /* t:layout() -> "nchw" or "nChw16c" (oneDNN's blocked layout, see tensor.h):
  * how the values are held, which only performance can tell apart */
 static int t_layout(lua_State *L) {
   lua_pushstring(L, md_is_blocked(mdl_check(L, 1)) ? "nChw16c" : "nchw");
-  return 1;
-}
-
-static int t_detach(lua_State *L) {
-  md_tensor *t = mdl_check(L, 1);
-  return mdl_push(L, md_tensor_alias(t, 0, t->ndim, t->shape));
-}
-
-/* The forward pass leaves its intermediate results to the collector; unless
- * they are collected before the sweep, they stay alive through it beside
- * every gradient buffer, though the graph lets go of each as soon as its
- * node is done. So a sweep starts with a collection (a fraction of a
- * millisecond: the Lua heap is small). */
-static void collect_before_sweep(lua_State *L) {
-  double t0 = md_profile_enabled() ? md_profile_now() : 0;
-  lua_gc(L, LUA_GCCOLLECT);
-  if (md_profile_enabled()) md_profile_add("(lua gc)", false, md_profile_now() - t0);
-}
-
-static int t_backward(lua_State *L) {
-  md_tensor *t = mdl_check(L, 1);
-  md_tensor *g = mdl_opt(L, 2);
-  collect_before_sweep(L);
-  mdl_check_rc(L, md_backward(t, g, mdl_optbool(L, 3, 0)));
-  return 0;
-}
-
-/* core.grad(output, {inputs...} [, grad_output [, retain_graph]]) -> {grads...} */
-static int f_grad(lua_State *L) {
-  md_tensor *root = mdl_check(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  int n = (int)luaL_len(L, 2);
-  if (n < 1) luaL_error(L, "grad: expected a list of inputs, got an empty one");
-  lua_settop(L, 4); /* the buffer goes above the arguments */
-  md_tensor **targets = lua_newuserdatauv(L, 2 * (size_t)n * sizeof *targets, 0), **grads = targets + n;
-  for (int i = 0; i < n; i++) {
-    lua_geti(L, 2, i + 1);
-    targets[i] = mdl_check(L, -1);
-    lua_pop(L, 1); /* the table keeps it alive */
-  }
-  md_tensor *g = mdl_opt(L, 3);
-  collect_before_sweep(L);
-  mdl_check_rc(L, md_grad(root, g, n, targets, grads, mdl_optbool(L, 4, 0)));
-  lua_createtable(L, n, 0);
-  for (int i = 0; i < n; i++) {
-    mdl_push(L, grads[i]);
-    lua_seti(L, -2, i + 1);
-  }
   return 1;
 }
 
@@ -365,78 +285,82 @@ static int f_is_tensor(lua_State *L) {
   return 1;
 }
 
-static int f_is_grad_enabled(lua_State *L) {
-  lua_pushboolean(L, md_grad_enabled());
-  return 1;
+/* ---- creation ------------------------------------------------------------------ */
+
+int mdl_shape_arg(lua_State *L, int idx, int64_t *shape, int *next) {
+  if (!lua_isnone(L, idx) && !lua_istable(L, idx) && lua_type(L, idx) != LUA_TNUMBER)
+    luaL_typeerror(L, idx, "shape (a table of sizes)");
+  int n = mdl_shape(L, idx, shape);
+  *next = lua_istable(L, idx) ? idx + 1 : idx + n;
+  return n;
 }
 
-/* core.poison_fresh_gradients(on), for the tests: see md_autograd_poison_fresh */
-static int f_poison_fresh_gradients(lua_State *L) {
-  md_autograd_poison_fresh(lua_toboolean(L, 1));
-  return 0;
+md_tensor *mdl_new(lua_State *L, int ndim, const int64_t *shape) {
+  md_tensor *t = md_tensor_new(ndim, shape);
+  if (!t) luaL_error(L, "%s", md_errmsg());
+  return t;
 }
 
-static int f_set_grad_enabled(lua_State *L) {
-  lua_pushboolean(L, md_grad_enabled());
-  md_set_grad_enabled(lua_toboolean(L, 1));
-  return 1; /* the previous mode, so Lua can restore it */
+static int f_empty(lua_State *L) {
+  int64_t shape[MD_MAX_DIMS];
+  int next, n = mdl_shape_arg(L, 1, shape, &next);
+  return mdl_push(L, md_tensor_new(n, shape));
 }
 
-/* ---- runtime ----------------------------------------------------------------- */
-
-static int f_set_num_threads(lua_State *L) {
-  md_set_num_threads((int)luaL_checkinteger(L, 1));
-  return 0;
+static int f_zeros(lua_State *L) {
+  int64_t shape[MD_MAX_DIMS];
+  int next, n = mdl_shape_arg(L, 1, shape, &next);
+  return mdl_push(L, md_tensor_zeros(n, shape));
 }
 
-static int f_get_num_threads(lua_State *L) {
-  lua_pushinteger(L, md_get_num_threads());
-  return 1;
+static int f_ones(lua_State *L) {
+  int64_t shape[MD_MAX_DIMS];
+  int next, n = mdl_shape_arg(L, 1, shape, &next);
+  return mdl_push(L, md_tensor_full(n, shape, 1.0f));
 }
 
-/* md.core.fma_peak([iters]) -> the measured fp32 FMA peak in GFLOP/s */
-static int f_fma_peak(lua_State *L) {
-  lua_pushnumber(L, md_fma_peak_gflops(luaL_optinteger(L, 1, 20000000)));
-  return 1;
+/* full(shape, value) */
+static int f_full(lua_State *L) {
+  int64_t shape[MD_MAX_DIMS];
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int next, n = mdl_shape_arg(L, 1, shape, &next);
+  return mdl_push(L, md_tensor_full(n, shape, (float)luaL_checknumber(L, next)));
 }
 
-/* md.time(): monotonic wall-clock seconds, for progress bars and benchmarks */
-static int f_time(lua_State *L) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
-  return 1;
+/* arange(stop) or arange(start, stop [, step]): [start, stop) */
+static int f_arange(lua_State *L) {
+  double start = 0, stop, step = 1;
+  if (lua_isnoneornil(L, 2)) stop = luaL_checknumber(L, 1);
+  else start = luaL_checknumber(L, 1), stop = luaL_checknumber(L, 2), step = luaL_optnumber(L, 3, 1);
+  if (step == 0 || !isfinite(start) || !isfinite(stop) || !isfinite(step))
+    luaL_error(L, "arange: needs finite bounds and a non-zero step");
+  double count = ceil((stop - start) / step);
+  int64_t n = count > 0 ? (int64_t)count : 0;
+  md_tensor *t = mdl_new(L, 1, &n);
+  for (int64_t i = 0; i < n; i++) md_data(t)[i] = (float)(start + (double)i * step);
+  return mdl_push(L, t);
 }
 
-/* md.memory() -> live tensor bytes, bytes allocated so far, a table of
- * allocator-cache figures {cached, hits, misses} */
-static int f_memory(lua_State *L) {
-  lua_pushinteger(L, md_mem_live_bytes());
-  lua_pushinteger(L, md_mem_allocated_total());
-  int64_t hits, misses;
-  md_alloc_stats(&hits, &misses);
-  lua_createtable(L, 0, 3);
-  lua_pushinteger(L, md_alloc_cached_bytes());
-  lua_setfield(L, -2, "cached");
-  lua_pushinteger(L, hits);
-  lua_setfield(L, -2, "hits");
-  lua_pushinteger(L, misses);
-  lua_setfield(L, -2, "misses");
-  return 3;
+/* linspace(start, stop, n): n points including both ends */
+static int f_linspace(lua_State *L) {
+  double a = luaL_checknumber(L, 1), b = luaL_checknumber(L, 2);
+  lua_Integer n = luaL_checkinteger(L, 3);
+  if (n < 0) luaL_error(L, "linspace: number of points must be non-negative, got %d", (int)n);
+  int64_t len = n;
+  md_tensor *t = mdl_new(L, 1, &len);
+  for (int64_t i = 0; i < n; i++) md_data(t)[i] = (float)(n == 1 ? a : a + (b - a) * (double)i / (double)(n - 1));
+  return mdl_push(L, t);
 }
 
 const luaL_Reg mdl_tensor_funcs[] = {
-    {"grad", f_grad},
     {"is_tensor", f_is_tensor},
     {"from_flat", f_from_flat},
-    {"is_grad_enabled", f_is_grad_enabled},
-    {"poison_fresh_gradients", f_poison_fresh_gradients},
-    {"set_grad_enabled", f_set_grad_enabled},
-    {"set_num_threads", f_set_num_threads},
-    {"get_num_threads", f_get_num_threads},
-    {"memory", f_memory},
-    {"time", f_time},
-    {"fma_peak", f_fma_peak},
+    {"empty", f_empty},
+    {"zeros", f_zeros},
+    {"ones", f_ones},
+    {"full", f_full},
+    {"arange", f_arange},
+    {"linspace", f_linspace},
     {NULL, NULL},
 };
 
@@ -451,11 +375,6 @@ const luaL_Reg mdl_tensor_methods[] = {
     {"size", t_size},
     {"item", t_item},
     {"flat", t_flat},
-    {"requires_grad", t_requires_grad},
-    {"is_leaf", t_is_leaf},
-    {"grad_fn", t_grad_fn},
-    {"detach", t_detach},
     {"layout", t_layout},
-    {"backward", t_backward},
     {NULL, NULL},
 };

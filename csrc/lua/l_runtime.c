@@ -1,0 +1,62 @@
+/* Binding for the runtime: thread count, the FMA peak probe, a monotonic
+ * clock and memory figures. */
+#include <time.h>
+
+#include "../alloc.h"
+#include "../backend/peak.h"
+#include "../backend/threads.h"
+#include "binding.h"
+
+static int f_set_num_threads(lua_State *L) {
+  md_set_num_threads((int)luaL_checkinteger(L, 1));
+  return 0;
+}
+
+static int f_get_num_threads(lua_State *L) {
+  lua_pushinteger(L, md_get_num_threads());
+  return 1;
+}
+
+/* md.core.fma_peak([iters]) -> the measured fp32 FMA peak in GFLOP/s */
+static int f_fma_peak(lua_State *L) {
+  lua_pushnumber(L, md_fma_peak_gflops(luaL_optinteger(L, 1, 20000000)));
+  return 1;
+}
+
+/* md.time(): monotonic wall-clock seconds, for progress bars and benchmarks */
+static int f_time(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+  return 1;
+}
+
+/* md.memory() -> live tensor bytes, bytes allocated so far, a table of
+ * allocator-cache figures {cached, hits, misses} */
+static int f_memory(lua_State *L) {
+  lua_pushinteger(L, md_mem_live_bytes());
+  lua_pushinteger(L, md_mem_allocated_total());
+  int64_t hits, misses;
+  md_alloc_stats(&hits, &misses);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, md_alloc_cached_bytes());
+  lua_setfield(L, -2, "cached");
+  lua_pushinteger(L, hits);
+  lua_setfield(L, -2, "hits");
+  lua_pushinteger(L, misses);
+  lua_setfield(L, -2, "misses");
+  return 3;
+}
+
+const luaL_Reg mdl_runtime_funcs[] = {
+    {"set_num_threads", f_set_num_threads},
+    {"get_num_threads", f_get_num_threads},
+    {"memory", f_memory},
+    {"time", f_time},
+    {"fma_peak", f_fma_peak},
+    {NULL, NULL},
+};
+
+const luaL_Reg mdl_runtime_methods[] = {
+    {NULL, NULL},
+};
