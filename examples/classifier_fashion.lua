@@ -52,7 +52,7 @@ local function main()
   bar:finish()
   local acc = accuracy(model, test)
   print(("test accuracy: %.2f%%"):format(100 * acc))
-  os.execute("mkdir -p '" .. out_path:match("^(.*)/[^/]*$") .. "' 2>/dev/null")
+  md.core.mkdir_p(out_path:match("^(.*)/[^/]*$") or ".")
   md.save(out_path, model, { kind = "classifier_fashion", test_accuracy = acc })
   print("saved " .. out_path)
   return acc

@@ -13,7 +13,7 @@ local ae_minutes = tonumber(arg and arg[1]) or 3
 local diffusion_minutes = tonumber(arg and arg[2]) or 10
 local ae_path, ldm_path = "checkpoints/ldm_autoencoder.safetensors", "checkpoints/ldm_unet.safetensors"
 md.manual_seed(0)
-os.execute("mkdir -p out checkpoints")
+md.core.mkdir_p("out"); md.core.mkdir_p("checkpoints")
 local train = md.data.fashion_mnist { split = "train" }
 
 -- 1. the autoencoder

@@ -51,6 +51,6 @@ for _, t in ipairs { 0, 250, 500, 750 } do
   local acc = md.no_grad(function() return model(xt, tt):argmax(2):eq(y):mean():item() end)
   print(("test accuracy at t = %d: %.1f%%"):format(t, 100 * acc))
 end
-os.execute("mkdir -p checkpoints")
+md.core.mkdir_p("checkpoints")
 md.save(out, { model = model }, { model = "encoder_unet", config = model.config, steps = step })
 print("saved " .. out)

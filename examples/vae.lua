@@ -40,7 +40,7 @@ end)
 print(("test negative ELBO: %.1f nats per image (reconstruction %.1f + KL %.1f)"):format(
   total / batches, recon_total / batches, kl_total / batches))
 
-os.execute("mkdir -p out checkpoints")
+md.core.mkdir_p("out"); md.core.mkdir_p("checkpoints")
 local x = test.images:narrow(1, 1, 32)
 local recon = md.no_grad(function()
   local mean = model:encode(x)

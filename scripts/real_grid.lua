@@ -5,6 +5,6 @@ local md = require "moondust"
 local out = arg[1] or "out/real.png"
 local ds = md.data.fashion_mnist { split = "train" }
 local x = md.data.loader(ds, { batch_size = 64, generator = md.Generator(0) }):next()
-os.execute("mkdir -p '" .. (out:match("^(.*)/") or ".") .. "'")
+md.core.mkdir_p(out:match("^(.*)/") or ".")
 md.image.save_grid(x, out, { nrow = 8 })
 print(("wrote %s: 64 of %d training images"):format(out, ds.n))

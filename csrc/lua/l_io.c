@@ -1,4 +1,7 @@
-/* Binding for images, IDX files and safetensors files. */
+/* Binding for images, IDX files, safetensors files and the file system. */
+#include <unistd.h>
+
+#include "../io/fs.h"
 #include "../io/idx.h"
 #include "../io/png.h"
 #include "../io/safetensors.h"
@@ -103,7 +106,39 @@ static int f_safetensors_read(lua_State *L) {
   return 2;
 }
 
+/* core.mkdir_p(path): mkdir -p without a shell */
+static int f_mkdir_p(lua_State *L) {
+  mdl_check_rc(L, md_mkdir_p(luaL_checkstring(L, 1)));
+  return 0;
+}
+
+/* core.list_dir(path) -> {{name = ..., dir = true | false}, ...}, sorted by name */
+static int f_list_dir(lua_State *L) {
+  md_dir_list list;
+  mdl_check_rc(L, md_list_dir(&list, luaL_checkstring(L, 1)));
+  lua_createtable(L, list.n, 0);
+  for (int i = 0; i < list.n; i++) {
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, list.names[i]);
+    lua_setfield(L, -2, "name");
+    lua_pushboolean(L, list.is_dir[i]);
+    lua_setfield(L, -2, "dir");
+    lua_seti(L, -2, i + 1);
+  }
+  md_dir_list_free(&list);
+  return 1;
+}
+
+/* core.isatty(fd) -> whether the file descriptor is a terminal */
+static int f_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
 const luaL_Reg mdl_io_funcs[] = {
+    {"mkdir_p", f_mkdir_p},
+    {"list_dir", f_list_dir},
+    {"isatty", f_isatty},
     {"png_read", f_png_read},
     {"png_write", f_png_write},
     {"make_grid", f_make_grid},

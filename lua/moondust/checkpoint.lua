@@ -8,7 +8,6 @@
 --   local model, meta = md.load(path)       -- a checkpoint with a model config
 --   local tensors, meta = md.load(path)     -- any other safetensors file
 local md = require "moondust"
-local json = require "moondust.json"
 
 local checkpoint = {}
 
@@ -36,7 +35,7 @@ checkpoint.flatten = flatten
 local function encode_meta(meta)
   local out = {}
   for k, v in pairs(meta or {}) do
-    out[tostring(k)] = type(v) == "string" and v or json.encode(v)
+    out[tostring(k)] = type(v) == "string" and v or md.core.json_encode(v)
   end
   return out
 end
@@ -46,7 +45,7 @@ local function decode_meta(meta)
   for k, v in pairs(meta or {}) do
     local first = v:sub(1, 1)
     if first == "{" or first == "[" or v == "true" or v == "false" or tonumber(v) then
-      local ok, decoded = pcall(json.decode, v)
+      local ok, decoded = pcall(md.core.json_decode, v)
       out[k] = ok and decoded or v
     else
       out[k] = v

@@ -95,10 +95,10 @@ function cli.sample(o)
   local x = md.sample(model, { n = n or 16, class = class, sampler = o.sampler, steps = o.steps,
                                guidance = class and (o.guidance or 3) or nil, eta = o.eta, seed = o.seed })
   local out = o.out or "out/samples.png"
-  os.execute("mkdir -p '" .. (out:match("^(.*)/") or ".") .. "'")
+  md.core.mkdir_p(out:match("^(.*)/") or ".")
   md.image.save_grid(x, out, { nrow = o.nrow or 10 })
   if o.singles then
-    os.execute("mkdir -p '" .. o.singles .. "'")
+    md.core.mkdir_p(o.singles)
     for i = 1, x:size(1) do md.image.save(x[i], ("%s/%04d.png"):format(o.singles, i)) end
   end
   print(("wrote %s (%d images)"):format(out, x:size(1)))

@@ -52,16 +52,27 @@ end
 
 -- Every PNG under dir (sorted). With sub-folders, each sub-folder is a
 -- class (sorted names -> labels 0, 1, ...); otherwise every label is 0.
+-- The PNG files under dir, depth first in name order: {path = ..., rel = path below dir}.
+local function png_files(dir, rel, out)
+  out = out or {}
+  for _, e in ipairs(md.core.list_dir(dir)) do
+    local path, r = dir:gsub("/+$", "") .. "/" .. e.name, rel and (rel .. "/" .. e.name) or e.name
+    if e.dir then png_files(path, r, out)
+    elseif e.name:lower():match("%.png$") then out[#out + 1] = { path = path, rel = r } end
+  end
+  return out
+end
+
 function data.png_folder(dir, opts)
   opts = opts or {}
-  local p = io.popen("find '" .. dir:gsub("'", "'\\''") .. "' -type f -iname '*.png' 2>/dev/null | LC_ALL=C sort")
+  local ok, found = pcall(png_files, dir)
+  if not ok then error("png_folder: " .. tostring(found):gsub("^.-: ", ""), 2) end
   local files = {}
-  for line in p:lines() do files[#files + 1] = line end
-  p:close()
+  for i, f in ipairs(found) do files[i] = f.path end
   if #files == 0 then error("png_folder: no PNG files under " .. dir, 2) end
   local class_of, classes = {}, {}
-  for _, f in ipairs(files) do
-    local sub = f:sub(#dir + 2):match("^([^/]+)/")
+  for _, f in ipairs(found) do
+    local sub = f.rel:match("^([^/]+)/")
     if sub and not class_of[sub] then class_of[sub] = true; classes[#classes + 1] = sub end
   end
   table.sort(classes)
@@ -74,7 +85,7 @@ function data.png_folder(dir, opts)
     shape = shape or s
     if s ~= shape then error(("png_folder: %s is %s, the first image is %s; all must share a size"):format(f, s, shape), 2) end
     images[i] = img
-    local sub = f:sub(#dir + 2):match("^([^/]+)/")
+    local sub = found[i].rel:match("^([^/]+)/")
     labels[i] = sub and index[sub] or 0
   end
   return { images = md.stack_many(images), labels = md.tensor(labels), n = #files,

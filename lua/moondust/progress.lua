@@ -15,7 +15,7 @@ Bar.__index = Bar
 local now = md.time
 progress.now = now
 
-local is_tty = os.getenv("TERM") ~= nil and os.execute("test -t 2") == true
+local is_tty = os.getenv("TERM") ~= nil and md.core.isatty(2)
 
 local function fmt_time(s)
   if s ~= s or s == math.huge then return "?" end

@@ -27,7 +27,7 @@ local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 
 -- Everything a resumed run needs, in one safetensors file.
 local function save_state(o, s)
-  os.execute("mkdir -p '" .. dirname(o.checkpoint) .. "'")
+  md.core.mkdir_p(dirname(o.checkpoint))
   local meta = {
     model = o.model_kind, config = o.model.config, step = s.step, schedule = o.schedule_name,
     prediction = o.prediction, loader = s.loader:state(), trainer_rng = s.gen:get_state(),
@@ -69,7 +69,7 @@ function trainer.sample_grid(model, ema, path, opts)
                                        guidance = labels and (opts.guidance or 3) or nil, seed = 1,
                                        schedule = opts.schedule, prediction = opts.prediction, progress = false,
                                        shape = { cfg.in_channels, opts.image_size, opts.image_size } })
-  os.execute("mkdir -p '" .. dirname(path) .. "'")
+  md.core.mkdir_p(dirname(path))
   md.image.save_grid(x, path, { nrow = per })
   return path
 end

@@ -6,7 +6,6 @@
 -- torch.set_num_threads(2), OPENBLAS_NUM_THREADS=1, tcmalloc preloaded, and
 -- the faster of eager and torch.jit.trace (frozen for inference).
 local md = require "moondust"
-local json = require "moondust.json"
 
 local rounds = tonumber(arg[1]) or 3
 local only = arg[2]
@@ -21,7 +20,7 @@ local function run(cmd)
   p:close()
   local line = out:match("(%{.-%})%s*$")
   if not line then return nil, out end
-  return json.decode(line)
+  return md.core.json_decode(line)
 end
 
 local function moondust(figure, mc, repeats)
@@ -104,9 +103,9 @@ local params = results[1] and ("parameters: moondust %s, PyTorch %s"):format(tos
   tostring(results[1].torch_eager_params)) or ""
 print(params)
 print("ratio: moondust over PyTorch's faster mode (higher is better; for ms, PyTorch time / moondust time)")
-os.execute("mkdir -p out")
+md.core.mkdir_p("out")
 local f = io.open("out/bench.json", "w")
-f:write(json.encode { threads = threads, peak_gflops = peak_gflops, gemm_gflops = gemm_gflops, rounds = rounds,
+f:write(md.core.json_encode { threads = threads, peak_gflops = peak_gflops, gemm_gflops = gemm_gflops, rounds = rounds,
                       results = results })
 f:close()
 print("wrote out/bench.json")

@@ -4,7 +4,6 @@
 --   FIGURE: train | sample | sample_cfg | forward1 | peak
 -- Prints one JSON line: {"times": [...], "maxrss_mb": ..., "params": ...}.
 local md = require "moondust"
-local json = require "moondust.json"
 
 local figure, mc, repeats = arg[1], tonumber(arg[2]) or 32, tonumber(arg[3]) or 3
 
@@ -67,4 +66,4 @@ elseif figure == "peak" then
 else
   error("unknown figure " .. tostring(figure))
 end
-print(json.encode { times = times, maxrss_mb = maxrss_mb(), params = model:num_parameters() })
+print(md.core.json_encode { times = times, maxrss_mb = maxrss_mb(), params = model:num_parameters() })

@@ -4,7 +4,7 @@ local md = require "moondust"
 
 local dir = os.tmpname()
 os.remove(dir)
-os.execute("mkdir -p " .. dir)
+md.core.mkdir_p(dir)
 local function path(name) return dir .. "/" .. name end
 local function write(p, s) local f = assert(io.open(p, "wb")); f:write(s); f:close() end
 local function read(p) local f = assert(io.open(p, "rb")); local s = f:read("a"); f:close(); return s end
@@ -41,7 +41,7 @@ end)
 T.test("a truncated IDX file gives a clear error; missing files name the package", function()
   -- a gzip-free IDX file (gzread reads plain files too), cut short
   local header = string.pack(">I4I4I4I4", 0x00000803, 10, 28, 28)
-  os.execute("mkdir -p " .. path("fm"))
+  md.core.mkdir_p(path("fm"))
   write(path("fm/train-images-idx3-ubyte.gz"), header .. string.rep("\0", 100))
   write(path("fm/train-labels-idx1-ubyte.gz"), string.pack(">I4I4", 0x00000801, 10) .. string.rep("\1", 10))
   T.errors(function() md.data.fashion_mnist { root = path("fm") } end, "truncated: expected 7840 bytes of images, got 100")
@@ -63,7 +63,7 @@ T.test("Fashion-MNIST loads as N x 1 x 28 x 28 in [-1, 1]", function()
 end)
 
 T.test("a folder of PNGs loads, with classes from sub-folders", function()
-  os.execute("mkdir -p " .. path("pngs/cat") .. " " .. path("pngs/dog"))
+  md.core.mkdir_p(path("pngs/cat")); md.core.mkdir_p(path("pngs/dog"))
   md.image.save(md.zeros { 1, 8, 8 }, path("pngs/cat/1.png"))
   md.image.save(md.ones { 1, 8, 8 }, path("pngs/dog/1.png"))
   md.image.save(md.ones { 1, 8, 8 }, path("pngs/dog/2.png"))
@@ -110,7 +110,7 @@ T.test("checkpoints: round trip, metadata, corrupt and truncated files", functio
   -- the header parses as standard safetensors: length, JSON, aligned data
   local raw = read(path("net.safetensors"))
   local n = string.unpack("<I8", raw)
-  local header = require("moondust.json").decode(raw:sub(9, 8 + n))
+  local header = md.core.json_decode(raw:sub(9, 8 + n))
   T.eq(header["0.weight"].dtype, "F32")
   T.eq((8 + n) % 8, 0)
   write(path("cut.safetensors"), raw:sub(1, #raw - 10))
@@ -136,6 +136,38 @@ T.test("a U-Net checkpoint loads back as a model with identical outputs", functi
   local back = md.load(path("unet.safetensors"))
   local x, t, y = md.randn { 2, 1, 28, 28 }, md.tensor { 5, 700 }, md.tensor { 1, 10 }
   md.no_grad(function() T.near(back(x, t, y), m(x, t, y), 0) end)
+end)
+
+T.test("JSON: exact round trips, strict parsing, clear errors", function()
+  local v = { a = 1, b = { 0.1, 1 / 3, -2.5e-300, 1e300 }, s = 'q"uo\\te\n\1', t = true, f = false, e = {}, [7] = "seven" }
+  local text = md.core.json_encode(v)
+  T.eq(text, md.core.json_encode(md.core.json_decode(text)), "stable text")
+  local back = md.core.json_decode(text)
+  for i = 1, 4 do T.eq(back.b[i], v.b[i], "double " .. i .. " exact") end
+  T.eq(back.s, v.s); T.eq(back.t, true); T.eq(back.f, false); T.eq(back["7"], "seven"); T.eq(next(back.e), nil)
+  T.eq(math.type(md.core.json_decode("12")), "integer")
+  T.eq(md.core.json_decode('"\\u00e9\\ud83d\\ude00"'), "\u{e9}\u{1f600}")
+  for _, bad in ipairs { "{", '{"a":1,}', "[1 2]", "01", "nul", '"\\ud800"', "1 2", ('['):rep(40) .. (']'):rep(40) } do
+    local ok, err = pcall(md.core.json_decode, bad)
+    T.truthy(not ok and err:match("^json: .* at byte %d+"), bad .. " -> " .. tostring(err))
+  end
+  local cyc = {}; cyc.self = cyc
+  T.truthy(select(2, pcall(md.core.json_encode, cyc)):match("nested more than"))
+  T.truthy(select(2, pcall(md.core.json_encode, { print })):match("cannot encode a function"))
+  T.truthy(select(2, pcall(md.core.json_encode, 0 / 0)):match("cannot encode"))
+end)
+
+T.test("mkdir_p and list_dir take any path and never a shell", function()
+  local odd = path("it's a \"dir\"; touch pwned/sub/deeper")
+  md.core.mkdir_p(odd)
+  md.core.mkdir_p(odd) -- existing: fine
+  write(odd .. "/b.png", "x"); write(odd .. "/a.txt", "y")
+  local names = {}
+  for _, e in ipairs(md.core.list_dir(odd)) do names[#names + 1] = e.name .. (e.dir and "/" or "") end
+  T.eq(table.concat(names, ","), "a.txt,b.png")
+  T.eq(io.open("pwned", "r"), nil, "nothing ran")
+  T.truthy(select(2, pcall(md.core.mkdir_p, odd .. "/b.png")):match("exists and is not a directory"))
+  T.truthy(select(2, pcall(md.core.list_dir, path("missing"))):match("cannot read the directory"))
 end)
 
 os.execute("rm -rf " .. dir)
