@@ -88,7 +88,7 @@ function data.png_folder(dir, opts)
     local sub = found[i].rel:match("^([^/]+)/")
     labels[i] = sub and index[sub] or 0
   end
-  return { images = md.stack_many(images), labels = md.tensor(labels), n = #files,
+  return { images = md.stack(images), labels = md.tensor(labels), n = #files,
            classes = #classes > 0 and classes or { "all" }, files = files }
 end
 

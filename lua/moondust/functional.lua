@@ -1,5 +1,5 @@
 -- Functional ops written in Lua from the C ops (they need no kernel of
--- their own): dropout, global average pooling, the Gaussian KL.
+-- their own): dropout, global average pooling, the Gaussian KL, one-hot rows.
 local md = require "moondust"
 
 -- Inverted dropout: zeroes each element with probability p and scales the
@@ -23,6 +23,13 @@ end
 function md.gaussian_kl(mean, logvar)
   local n = mean:size(1)
   return (logvar:exp() + mean * mean - logvar - 1):sum() * (0.5 / n)
+end
+
+-- One-hot rows [N, k] for 0-based labels (a tensor of any shape, flattened).
+function md.one_hot(labels, k)
+  return md.no_grad(function()
+    return md.arange(k):reshape(1, k):eq(labels:reshape(-1, 1))
+  end)
 end
 
 return md

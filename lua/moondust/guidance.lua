@@ -25,11 +25,4 @@ function guidance.classifier(classifier, scale)
   end
 end
 
--- One-hot rows for 0-based labels.
-function md.one_hot(labels, k)
-  return md.no_grad(function()
-    return md.arange(k):reshape(1, k):eq(labels:reshape(-1, 1))
-  end)
-end
-
 return guidance

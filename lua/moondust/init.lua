@@ -1,12 +1,48 @@
 -- moondust: diffusion models in Lua over a C11 core.
 --   local md = require "moondust"
--- md.* holds the C core's functions (tensors, ops, I/O) plus what the Lua
--- layer adds; submodules (md.nn, md.optim, md.image, md.data, ...) load on
--- first use.
+--
+-- This file is the public API: every name a user may call is listed below,
+-- once. md.core holds everything the C core exposes, including internals
+-- (the optimizer kernels, file formats, test hooks) that the Lua layer builds
+-- on and users need not see. Submodules load on first use.
+--
+-- Index rule (as in Torch7): every position you give or get as a Lua number
+-- is 1-based (dimensions, t[i], narrow, select, permute); integers stored in
+-- tensors are data and 0-based (class labels, timesteps, embedding rows, the
+-- indices of index_select and the results of argmax/argmin and max/min), so
+-- md.argmax(logits, 2) compares directly with labels. See docs/DESIGN.md.
 local core = require "moondust.core"
 
 local md = { core = core, Tensor = core.Tensor, version = "0.1.0" }
-for k, v in pairs(core) do md[k] = v end
+
+-- The C functions that are public, by area (docs/DESIGN.md lists the files).
+local public_core = {
+  -- tensors and randomness
+  "Generator", "empty", "zeros", "ones", "full", "arange", "linspace", "rand", "randn", "randint", "manual_seed",
+  "get_rng_state", "set_rng_state", "is_tensor",
+  -- pointwise, reductions, data movement, linear algebra
+  "abs", "add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "rsqrt", "sin", "cos", "sigmoid", "tanh",
+  "relu", "silu", "clamp", "maximum", "minimum", "where", "eq", "ne", "lt", "le", "gt", "ge",
+  "sum", "mean", "var", "std", "max", "min", "argmax", "argmin",
+  "cat", "stack", "permute", "transpose", "reshape", "index_select", "clone", "matmul", "bmm", "linear",
+  -- network layers and losses
+  "conv2d", "group_norm", "attention", "avg_pool2d", "upsample_nearest", "embedding", "timestep_embedding",
+  "softmax", "log_softmax", "mse_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
+  "binary_cross_entropy_with_logits",
+  -- diffusion kernels (what samplers are written with)
+  "q_sample", "v_target", "pred_to_x0_eps", "ddpm_step", "ddim_step",
+  -- autograd and runtime
+  "grad", "is_grad_enabled", "set_num_threads", "get_num_threads", "set_conv_backend", "get_conv_backend",
+  "time", "memory",
+}
+for _, name in ipairs(public_core) do
+  md[name] = core[name] or error("moondust: the core has no function '" .. name .. "' (init.lua is out of date)")
+end
+
+-- Public functions written in Lua, defined below or in the files named:
+--   no_grad, enable_grad, save, load, sample, profile (here);
+--   tensor, zeros_like, ones_like, full_like, empty_like, rand_like, randn_like (tensor.lua);
+--   dropout, adaptive_avg_pool2d_1, gaussian_kl, one_hot (functional.lua).
 
 -- Grad mode -------------------------------------------------------------------
 -- md.no_grad(fn, ...) runs fn with recording off and returns its results;
@@ -35,8 +71,9 @@ local submodules = {
   nn = "moondust.nn", optim = "moondust.optim", image = "moondust.image", data = "moondust.data",
   schedule = "moondust.schedule", sampler = "moondust.sampler", guidance = "moondust.guidance",
   vae = "moondust.vae", checkpoint = "moondust.checkpoint", progress = "moondust.progress",
-  trainer = "moondust.trainer", repl = "moondust.repl",
+  trainer = "moondust.trainer", repl = "moondust.repl", options = "moondust.options",
 }
+md.submodules = submodules
 setmetatable(md, {
   __index = function(t, k)
     local name = submodules[k]
@@ -44,6 +81,9 @@ setmetatable(md, {
       local m = require(name)
       rawset(t, k, m)
       return m
+    end
+    if core[k] ~= nil and type(k) == "string" then
+      error(("md.%s is internal: use md.core.%s"):format(k, k), 2)
     end
   end,
 })

@@ -41,7 +41,7 @@ end
 local function draw(gens, shape)
   local parts = {}
   for i, g in ipairs(gens) do parts[i] = g:randn(shape) end
-  return md.stack_many(parts)
+  return md.stack(parts)
 end
 
 -- Samples one batch; gens holds one generator per image.

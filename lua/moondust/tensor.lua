@@ -44,15 +44,6 @@ function md.empty_like(t) return core.empty(t:shape()) end
 function md.rand_like(t, gen) return core.rand(t:shape(), gen) end
 function md.randn_like(t, gen) return core.randn(t:shape(), gen) end
 
--- Stacks any number of same-shaped tensors along a new first dimension.
-function md.stack_many(list)
-  local out = md.empty { #list, table.unpack(list[1]:shape()) }
-  md.no_grad(function()
-    for i, t in ipairs(list) do out[i] = t end
-  end)
-  return out
-end
-
 -- Nested Lua tables (a number for a 0-dim tensor).
 function Tensor.totable(t)
   local flat, shape = t:flat(), t:shape()
