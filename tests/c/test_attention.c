@@ -1,5 +1,6 @@
 /* Mirrors csrc/ops/attention.c: the attention kernels against
- * naive_attention and finite differences of it. */
+ * naive_attention and finite differences of it; the op md_attention and
+ * its argument checks. */
 #include "ops/attention.h"
 #include "testutil.h"
 
@@ -41,11 +42,41 @@ START_TEST(attention_matches_naive_and_finite_differences) {
 }
 END_TEST
 
+static md_tensor *run_attention(md_tensor *const *in, const void *arg) {
+  md_tensor *y = NULL;
+  return md_attention(&y, in[0], *(const int64_t *)arg) == MD_OK ? y : NULL;
+}
+
+/* The op over qkv [2, 12, 3, 3] in 2 heads, on top of the kernels checked
+ * above; its argument checks. */
+START_TEST(attention_op_matches_naive_and_finite_differences) {
+  int64_t qs[4] = {2, 12, 3, 3}, heads = 2;
+  md_tensor *qkv = filled(4, qs, 75, -1, 1), *y = run_attention(&qkv, &heads);
+  ck_assert_ptr_nonnull(y);
+  ck_assert_int_eq(y->shape[1], 4);
+  double want[72];
+  naive_attention(md_data(qkv), want, 2, 2, 2, 9);
+  float *fw = naive_to_float(want, 72);
+  ck_assert_close(md_data(y), fw, 72, 1e-5, 1e-4);
+  free(fw);
+  md_tensor_release(y);
+  ck_assert(check_grads(run_attention, &heads, 1, &qkv, 0) <= 1.0);
+  ck_assert_int_eq(md_attention(&y, qkv, 3), MD_ERR);
+  ck_assert_ptr_nonnull(strstr(md_errmsg(), "4 channels do not split into 3 heads"));
+  int64_t bad[4] = {2, 10, 3, 3};
+  md_tensor *q10 = md_tensor_zeros(4, bad);
+  ck_assert_int_eq(md_attention(&y, q10, 1), MD_ERR);
+  ck_assert_ptr_nonnull(strstr(md_errmsg(), "expected qkv as N x 3C x H x W"));
+  md_tensor_release(q10), md_tensor_release(qkv);
+}
+END_TEST
+
 Suite *make_suite(void) {
   Suite *s = suite_create("attention");
   TCase *tc = tcase_create("kernels");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, attention_matches_naive_and_finite_differences);
+  tcase_add_test(tc, attention_op_matches_naive_and_finite_differences);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -1,6 +1,6 @@
 /* Mirrors csrc/ops/norm.c: the group norm kernels (SiLU and the per-channel
  * shift fused in, plain and blocked layouts) against naive_group_norm and
- * finite differences of it. */
+ * finite differences of it; the op md_group_norm and its argument checks. */
 #include "layout.h"
 #include "ops/norm.h"
 #include "testutil.h"
@@ -75,11 +75,55 @@ START_TEST(group_norm_matches_naive_and_finite_differences) {
 }
 END_TEST
 
+typedef struct {
+  float eps;
+  bool silu;
+} gn_op_case;
+
+static md_tensor *run_group_norm(md_tensor *const *in, const void *arg) {
+  const gn_op_case *c = arg;
+  md_tensor *y = NULL;
+  return md_group_norm(&y, in[0], 2, in[1], in[2], c->eps, c->silu, in[3]) == MD_OK ? y : NULL;
+}
+
+/* The op over [2, 4, 3, 3] (2 groups) with every input differentiable, on
+ * top of the kernels checked above; its argument checks. */
+START_TEST(group_norm_op_matches_naive_and_finite_differences) {
+  int64_t xs[4] = {2, 4, 3, 3}, cs[1] = {4}, ss[2] = {2, 4};
+  md_tensor *in[4] = {filled(4, xs, 71, -1, 1), filled(1, cs, 72, 0.5f, 1.5f), filled(1, cs, 73, -1, 1),
+                      filled(2, ss, 74, -1, 1)};
+  for (int silu = 0; silu < 2; silu++) {
+    gn_op_case c = {1e-5f, silu};
+    md_tensor *y = run_group_norm(in, &c);
+    ck_assert_ptr_nonnull(y);
+    double want[72];
+    naive_group_norm(md_data(in[0]), md_data(in[3]), md_data(in[1]), md_data(in[2]), want, 2, 4, 9, 2, 1e-5, silu);
+    float *fw = naive_to_float(want, 72);
+    ck_assert_close(md_data(y), fw, 72, 1e-5, 1e-4);
+    free(fw);
+    md_tensor_release(y);
+    double e = check_grads(run_group_norm, &c, 4, in, 0);
+    ck_assert_msg(e <= 1.0, "silu %d: gradient off by %g tolerances", silu, e);
+  }
+  int64_t s6[4] = {1, 6, 2, 2}, s23[2] = {2, 3};
+  md_tensor *x6 = md_tensor_zeros(4, s6), *bad_shift = md_tensor_zeros(2, s23), *y = NULL;
+  ck_assert_int_eq(md_group_norm(&y, x6, 4, NULL, NULL, 1e-5f, false, NULL), MD_ERR);
+  ck_assert_ptr_nonnull(strstr(md_errmsg(), "6 channels are not divisible into 4 groups"));
+  ck_assert_int_eq(md_group_norm(&y, in[0], 2, in[1], in[2], 1e-5f, true, bad_shift), MD_ERR);
+  ck_assert_ptr_nonnull(strstr(md_errmsg(), "shift must be N x C = 2 x 4"));
+  ck_assert_int_eq(md_group_norm(&y, in[0], 2, in[3], in[2], 1e-5f, true, NULL), MD_ERR);
+  ck_assert_ptr_nonnull(strstr(md_errmsg(), "weight and bias must have 4 elements"));
+  md_tensor_release(x6), md_tensor_release(bad_shift);
+  for (int k = 0; k < 4; k++) md_tensor_release(in[k]);
+}
+END_TEST
+
 Suite *make_suite(void) {
   Suite *s = suite_create("norm");
   TCase *tc = tcase_create("kernels");
   tcase_set_timeout(tc, 60);
   tcase_add_loop_test(tc, group_norm_matches_naive_and_finite_differences, 0, 16);
+  tcase_add_test(tc, group_norm_op_matches_naive_and_finite_differences);
   suite_add_tcase(s, tc);
   return s;
 }
