@@ -51,9 +51,11 @@ $(BUILD)/moondust/core.so: $(CORE_OBJ) $(LUA_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -o $@ $^ $(LIBS)
 
-$(BUILD)/tests/%: tests/c/%.c tests/c/main.c tests/c/testutil.h $(BUILD)/libmoondust.a
+# Every suite links main.c and the naive references (naive.c).
+TEST_COMMON := tests/c/main.c tests/c/naive.c
+$(BUILD)/tests/%: tests/c/%.c $(TEST_COMMON) tests/c/testutil.h tests/c/naive.h $(BUILD)/libmoondust.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(CHECK_FLAGS) -Icsrc -o $@ $< tests/c/main.c $(BUILD)/libmoondust.a $(LIBS) $(CHECK_LIBS)
+	$(CC) $(ALL_CFLAGS) $(CHECK_FLAGS) -Icsrc -Itests/c -o $@ $< $(TEST_COMMON) $(BUILD)/libmoondust.a $(LIBS) $(CHECK_LIBS)
 
 # Installs the Debian packages moondust needs when they are missing.
 setup:

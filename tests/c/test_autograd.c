@@ -1,5 +1,6 @@
-/* The autograd engine on views: gradients land in the right windows,
- * accumulate, respect grad mode, catch in-place writes and second sweeps. */
+/* Mirrors csrc/autograd.c and csrc/ops/view.c: the engine on views:
+ * gradients land in the right windows, accumulate, respect grad mode, catch
+ * in-place writes and second sweeps; reshape's checks. */
 #include "autograd.h"
 #include "ops/view.h"
 #include "testutil.h"

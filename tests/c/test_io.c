@@ -1,5 +1,6 @@
-/* PNG, IDX and safetensors: round trips against naive references, and
- * malformed, truncated or corrupt files give errors (never crashes). */
+/* Mirrors csrc/io/{png,idx,safetensors}.c: round trips, and pixel mapping
+ * and grids against naive_to_byte / naive_grid_at; malformed,
+ * truncated or corrupt files give errors (never crashes). */
 #include <png.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -40,26 +41,6 @@ static size_t read_bytes(const char *path, unsigned char *buf, size_t cap) {
   return n;
 }
 
-/* ---- naive references ---- */
-
-static unsigned char ref_to_byte(float v) {
-  double b = ((double)v + 1.0) * 127.5;
-  if (b != b) return 0;
-  if (b < 0) b = 0;
-  if (b > 255) b = 255;
-  return (unsigned char)floor(b + 0.5); /* ties differ from lrintf only on exact .5, avoided below */
-}
-
-static float ref_grid_at(const float *b, int64_t n, int64_t c, int64_t h, int64_t w, int64_t nrow, int64_t pad,
-                         float pv, int64_t ch, int64_t y, int64_t x) {
-  int64_t cols = n < nrow ? n : nrow;
-  int64_t gy = y - pad, gx = x - pad;
-  if (gy < 0 || gx < 0 || gy % (h + pad) >= h || gx % (w + pad) >= w) return pv;
-  int64_t i = (gy / (h + pad)) * cols + gx / (w + pad);
-  if (gx / (w + pad) >= cols || i >= n) return pv;
-  return b[((i * c + ch) * h + gy % (h + pad)) * w + gx % (w + pad)];
-}
-
 /* A PNG in any libpng format, written with the classic API (trusted test input). */
 static void write_raw_png(const char *path, int w, int h, int depth, int type, const unsigned char *pixels,
                           const png_color *palette, int npal) {
@@ -84,7 +65,7 @@ static void write_raw_png(const char *path, int w, int h, int depth, int type, c
 START_TEST(byte_mapping_matches_reference) {
   for (int i = -300; i <= 300; i++) {
     float v = i / 200.0f + 0.0013f; /* off the .5 ties */
-    ck_assert_int_eq(md_png_to_byte(v), ref_to_byte(v));
+    ck_assert_int_eq(md_png_to_byte(v), naive_to_byte(v));
   }
   ck_assert_int_eq(md_png_to_byte(NAN), 0);
   ck_assert_int_eq(md_png_to_byte(INFINITY), 255);
@@ -217,7 +198,7 @@ START_TEST(grid_matches_reference) {
       for (int64_t y = 0; y < g->shape[1]; y++)
         for (int64_t x = 0; x < g->shape[2]; x++)
           ck_assert_float_eq(d[(ch * g->shape[1] + y) * g->shape[2] + x],
-                             ref_grid_at(md_data(b), n, 3, 4, 5, nrow, pad, 0.25f, ch, y, x));
+                             naive_grid_at(md_data(b), n, 3, 4, 5, nrow, pad, 0.25f, ch, y, x));
     md_tensor_release(b);
     md_tensor_release(g);
   }

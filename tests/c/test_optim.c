@@ -1,22 +1,10 @@
-/* Optimizer kernels against a naive double-precision transcription of
- * PyTorch's update rules, over several steps (so state handling counts). */
+/* Mirrors csrc/optim.c: the optimizer kernels against naive_adam /
+ * naive_sgd (double-precision transcriptions of PyTorch's update rules),
+ * over several steps (so state handling counts); EMA, norms, scaling. */
 #include "optim.h"
 #include "testutil.h"
 
 enum { N = 100003, STEPS = 5 }; /* odd size, above the parallel threshold */
-
-static void naive_adam(double *p, const float *g, double *m, double *v, int64_t n, int step,
-                       double lr, double b1, double b2, double eps, double wd, bool decoupled) {
-  for (int64_t i = 0; i < n; i++) {
-    double gi = g[i];
-    if (decoupled) p[i] *= 1 - lr * wd;
-    else gi += wd * p[i];
-    m[i] = b1 * m[i] + (1 - b1) * gi;
-    v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-    double mhat = m[i] / (1 - pow(b1, step)), vhat = v[i] / (1 - pow(b2, step));
-    p[i] -= lr * mhat / (sqrt(vhat) + eps);
-  }
-}
 
 static void check_adam(bool decoupled) {
   float *p = malloc(N * sizeof *p), *g = malloc(N * sizeof *g);
@@ -54,11 +42,7 @@ START_TEST(sgd_momentum_nesterov_matches_reference) {
     for (int s = 0; s < STEPS; s++) {
       fill_uniform(g, N, 20 + s);
       md_sgd_step(p, g, b, N, s == 0, &c);
-      for (int64_t i = 0; i < N; i++) {
-        double d = g[i] + 1e-2 * pr[i];
-        br[i] = s == 0 ? d : 0.9 * br[i] + d;
-        pr[i] -= 0.1 * (nesterov ? d + 0.9 * br[i] : br[i]);
-      }
+      naive_sgd(pr, g, br, N, s == 0, c.lr, c.momentum, c.dampening, c.weight_decay, nesterov);
     }
     float *want = malloc(N * sizeof *want);
     for (int64_t i = 0; i < N; i++) want[i] = (float)pr[i];

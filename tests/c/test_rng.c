@@ -1,30 +1,11 @@
-/* The Philox generator (rng.c): the published known answer, an independent
- * reference implementation, counter semantics (a draw split in two equals one
- * draw), thread-count independence, and the distributions' ranges and moments. */
+/* Mirrors csrc/rng.c: the Philox generator against the published known
+ * answer and an independent reference implementation (naive_philox),
+ * counter semantics (a draw split in two equals one draw), thread-count
+ * independence, and the distributions' ranges and moments. */
 #include <omp.h>
 
 #include "rng.h"
 #include "testutil.h"
-
-/* Reference Philox4x32-10 written as in Random123: mulhilo, then the round
- * permutation, key bumped between rounds. */
-static void mulhilo(uint32_t a, uint32_t b, uint32_t *hi, uint32_t *lo) {
-  uint64_t p = (uint64_t)a * b;
-  *hi = (uint32_t)(p >> 32), *lo = (uint32_t)p;
-}
-
-static void ref_philox(const uint32_t key_in[2], const uint32_t ctr_in[4], uint32_t out[4]) {
-  uint32_t c[4] = {ctr_in[0], ctr_in[1], ctr_in[2], ctr_in[3]}, k[2] = {key_in[0], key_in[1]};
-  for (int r = 0; r < 10; r++) {
-    if (r > 0) k[0] += 0x9E3779B9u, k[1] += 0xBB67AE85u;
-    uint32_t hi0, lo0, hi1, lo1;
-    mulhilo(0xD2511F53u, c[0], &hi0, &lo0);
-    mulhilo(0xCD9E8D57u, c[2], &hi1, &lo1);
-    uint32_t n[4] = {hi1 ^ c[1] ^ k[0], lo1, hi0 ^ c[3] ^ k[1], lo0};
-    memcpy(c, n, sizeof c);
-  }
-  memcpy(out, c, sizeof c);
-}
 
 /* The 24 bits md_rng_uniform keeps of each word, as an integer. */
 static uint32_t bits24(float u) { return (uint32_t)(u * 16777216.0f); }
@@ -33,7 +14,7 @@ START_TEST(philox_known_answer) {
   /* Random123's kat_vectors: philox4x32 10 rounds, zero counter and key */
   uint32_t want[4] = {0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u}, got[4];
   uint32_t zk[2] = {0, 0}, zc[4] = {0, 0, 0, 0};
-  ref_philox(zk, zc, got);
+  naive_philox(zk, zc, got);
   for (int j = 0; j < 4; j++) ck_assert_uint_eq(got[j], want[j]);
   md_generator g;
   md_generator_seed(&g, 0);
@@ -56,7 +37,7 @@ START_TEST(uniform_matches_reference_at_any_seed_and_counter) {
         uint64_t c = counters[ci] + (uint64_t)b;
         uint32_t key[2] = {(uint32_t)seeds[si], (uint32_t)(seeds[si] >> 32)};
         uint32_t ctr[4] = {(uint32_t)c, (uint32_t)(c >> 32), 0, 0}, w[4];
-        ref_philox(key, ctr, w);
+        naive_philox(key, ctr, w);
         for (int j = 0; j < 4; j++) ck_assert_uint_eq(bits24(u[b * 4 + j]), w[j] >> 8);
       }
     }
