@@ -3,6 +3,11 @@
  * conversions md_to_blocked / md_to_plain (values, layouts, gradients). */
 #include "layout.h"
 #include "ops/blocked.h"
+#include "ops/linalg.h"
+#include "ops/movement.h"
+#include "ops/pointwise.h"
+#include "ops/reduce.h"
+#include "ops/view.h"
 #include "testutil.h"
 
 /* The layout conversions are inverse permutations: block then unblock is
@@ -60,11 +65,53 @@ START_TEST(to_blocked_and_to_plain_convert_values_and_gradients) {
 }
 END_TEST
 
+/* The layout rule lives in the ops, so C callers see what Lua sees: every op
+ * takes a blocked tensor and gives the values (and gradients) it would give
+ * for the plain one. */
+static md_tensor *run_through_blocked(md_tensor *const *in, const void *arg) {
+  md_tensor *b = NULL, *r = NULL, *m = NULL, *s = NULL, *c = NULL;
+  int64_t flat[2] = {2, 32 * 6};
+  int rc = md_to_blocked(&b, in[0]);
+  if (rc == MD_OK) rc = md_reshape(&r, b, 2, flat);                                  /* a view op */
+  if (rc == MD_OK) rc = md_matmul(&m, r, in[1]);                                     /* a product */
+  if (rc == MD_OK) rc = md_binary(&s, MD_MUL, b, in[2]);                             /* mixed layouts */
+  if (rc == MD_OK) rc = md_cat(&c, 2, (md_tensor *[]){s, in[0]}, 0);                 /* mixed cat */
+  md_tensor *total = NULL, *mc = NULL, *sum = NULL;
+  if (rc == MD_OK) rc = md_reduce(&total, MD_SUM, c, true, 0, false, 0);
+  if (rc == MD_OK) rc = md_reduce(&mc, MD_SUM, m, true, 0, false, 0);
+  if (rc == MD_OK) rc = md_binary(&sum, MD_ADD, total, mc);
+  md_tensor_release(b), md_tensor_release(r), md_tensor_release(m), md_tensor_release(s), md_tensor_release(c);
+  md_tensor_release(total), md_tensor_release(mc);
+  return rc == MD_OK ? sum : NULL;
+}
+
+START_TEST(ops_take_blocked_inputs_as_their_plain_values) {
+  int64_t shape[4] = {2, 32, 3, 2}, wshape[2] = {32 * 6, 3};
+  md_tensor *x = filled(4, shape, 21, -1, 1), *w = filled(2, wshape, 22, -1, 1), *y = filled(4, shape, 23, -1, 1);
+  md_tensor *b = NULL, *r1 = NULL, *r2 = NULL;
+  int64_t flat[2] = {2, 32 * 6};
+  ck_assert_int_eq(md_to_blocked(&b, x), MD_OK);
+  ck_assert_int_eq(md_reshape(&r1, b, 2, flat), MD_OK);
+  ck_assert_int_eq(md_reshape(&r2, x, 2, flat), MD_OK);
+  ck_assert(!md_is_blocked(r1));
+  ck_assert_mem_eq(md_data(r1), md_data(r2), (size_t)r2->numel * 4);
+  /* an in-place op with a plain operand turns the blocked tensor plain in place, same values */
+  ck_assert_int_eq(md_binary_(MD_ADD, b, y), MD_OK);
+  ck_assert(!md_is_blocked(b));
+  for (int64_t i = 0; i < x->numel; i++) ck_assert_float_eq(md_data(b)[i], md_data(x)[i] + md_data(y)[i]);
+  md_tensor_release(b), md_tensor_release(r1), md_tensor_release(r2);
+  x->requires_grad = w->requires_grad = y->requires_grad = true;
+  ck_assert(check_grads(run_through_blocked, NULL, 3, (md_tensor *[]){x, w, y}, 0) <= 1.0);
+  md_tensor_release(x), md_tensor_release(w), md_tensor_release(y);
+}
+END_TEST
+
 Suite *make_suite(void) {
   Suite *s = suite_create("blocked");
   TCase *tc = tcase_create("layout");
   tcase_add_test(tc, block_and_unblock_are_inverse_permutations);
   tcase_add_test(tc, to_blocked_and_to_plain_convert_values_and_gradients);
+  tcase_add_test(tc, ops_take_blocked_inputs_as_their_plain_values);
   suite_add_tcase(s, tc);
   return s;
 }
