@@ -44,8 +44,20 @@ static void push_json(lua_State *L, const md_json *v) {
   }
 }
 
-/* The parsed tree lives in a userdata with __gc, so an error while building
- * the Lua value (out of memory) cannot leak it. */
+/* A zeroed userdata whose __gc frees what it holds: the parse tree and the
+ * text buffer live in one, so a Lua error midway (out of memory, a function
+ * value, a cycle) cannot leak them. */
+static void *guarded(lua_State *L, size_t size, const char *name, lua_CFunction gc) {
+  void *p = lua_newuserdatauv(L, size, 0);
+  memset(p, 0, size);
+  if (luaL_newmetatable(L, name)) {
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return p;
+}
+
 static int tree_gc(lua_State *L) {
   md_json_free(lua_touserdata(L, 1));
   return 0;
@@ -54,13 +66,7 @@ static int tree_gc(lua_State *L) {
 static int f_json_decode(lua_State *L) {
   size_t len;
   const char *text = luaL_checklstring(L, 1, &len);
-  md_json *tree = lua_newuserdatauv(L, sizeof *tree, 0);
-  memset(tree, 0, sizeof *tree);
-  if (luaL_newmetatable(L, "moondust.json_tree")) {
-    lua_pushcfunction(L, tree_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
+  md_json *tree = guarded(L, sizeof *tree, "moondust.json_tree", tree_gc);
   char err[128];
   if (md_json_parse(text, len, tree, err, sizeof err) != 0) return luaL_error(L, "json: %s", err);
   push_json(L, tree);
@@ -158,8 +164,6 @@ static void encode(lua_State *L, int idx, md_jbuf *b, int depth) {
   }
 }
 
-/* The text buffer lives in a userdata with __gc, so a Lua error midway
- * (a function value, a cycle) cannot leak it. */
 static int jbuf_gc(lua_State *L) {
   md_jbuf *b = lua_touserdata(L, 1);
   free(b->p);
@@ -169,13 +173,7 @@ static int jbuf_gc(lua_State *L) {
 
 static int f_json_encode(lua_State *L) {
   lua_settop(L, 1);
-  md_jbuf *b = lua_newuserdatauv(L, sizeof *b, 0);
-  memset(b, 0, sizeof *b);
-  if (luaL_newmetatable(L, "moondust.json_buffer")) {
-    lua_pushcfunction(L, jbuf_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
+  md_jbuf *b = guarded(L, sizeof *b, "moondust.json_buffer", jbuf_gc);
   encode(L, 1, b, 0);
   if (b->oom) return luaL_error(L, "json_encode: out of memory");
   lua_pushlstring(L, b->p ? b->p : "", b->len);
