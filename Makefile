@@ -24,6 +24,13 @@ ALL_CFLAGS += -DMD_HAVE_DNNL
 LIBS       += -ldnnl
 endif
 
+# MPI (data-parallel training, md.dist) when Debian's OpenMPI headers are installed.
+MPI_DIR := $(firstword $(wildcard /usr/lib/*/openmpi))
+ifneq ($(wildcard $(MPI_DIR)/include/mpi.h),)
+ALL_CFLAGS += -DMD_HAVE_MPI -I$(MPI_DIR)/include
+LIBS       += -L$(MPI_DIR)/lib -lmpi
+endif
+
 CORE_SRC := $(wildcard csrc/*.c csrc/ops/*.c csrc/io/*.c csrc/backend/*.c)
 LUA_SRC  := $(wildcard csrc/lua/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)

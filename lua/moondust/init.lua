@@ -71,7 +71,7 @@ local submodules = {
   nn = "moondust.nn", optim = "moondust.optim", image = "moondust.image", data = "moondust.data",
   schedule = "moondust.schedule", sampler = "moondust.sampler", guidance = "moondust.guidance",
   vae = "moondust.vae", checkpoint = "moondust.checkpoint", progress = "moondust.progress",
-  trainer = "moondust.trainer", repl = "moondust.repl", options = "moondust.options",
+  trainer = "moondust.trainer", repl = "moondust.repl", options = "moondust.options", dist = "moondust.dist",
 }
 md.submodules = submodules
 setmetatable(md, {
