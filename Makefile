@@ -4,8 +4,8 @@
 LUA_VERSION ?= 5.4
 BUILD       ?= build
 PKGS        := lua$(LUA_VERSION) openblas libpng zlib
-PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS    := $(shell pkg-config --libs openblas libpng zlib)
+PKG_CFLAGS   = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS     = $(shell pkg-config --libs openblas libpng zlib)
 
 CC      ?= cc
 # 512-bit vectors in our own loops (GCC prefers 256 for -march=native here);
@@ -13,10 +13,11 @@ CC      ?= cc
 # this is rounding once instead of twice, not -ffast-math's reordering);
 # sqrtf without errno, so that loops calling it vectorise (nothing reads errno)
 OPT     ?= -O3 -march=native -mprefer-vector-width=512 -ffp-contract=fast -fno-math-errno
-CFLAGS  ?= $(OPT) -g
+CFLAGS  ?= -g
 WARN    := -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes
-ALL_CFLAGS := $(WARN) $(CFLAGS) -fPIC -fopenmp -D_GNU_SOURCE $(PKG_CFLAGS) $(EXTRA_CFLAGS)
-LIBS    := $(PKG_LIBS) -lm -fopenmp $(EXTRA_LIBS)
+# CFLAGS (LuaRocks passes its own) before OPT, so OPT's optimisation wins
+ALL_CFLAGS = $(WARN) $(CFLAGS) $(OPT) -fPIC -fopenmp -D_GNU_SOURCE $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LIBS     = $(PKG_LIBS) -lm -fopenmp $(EXTRA_LIBS)
 
 # oneDNN is used for convolution when its headers are installed.
 ifneq ($(wildcard /usr/include/oneapi/dnnl/dnnl.h),)
@@ -39,10 +40,10 @@ HEADERS  := $(wildcard csrc/*.h csrc/*/*.h)
 
 TEST_SRC := $(wildcard tests/c/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
-CHECK_FLAGS := $(shell pkg-config --cflags check)
-CHECK_LIBS  := $(shell pkg-config --libs check)
+CHECK_FLAGS = $(shell pkg-config --cflags check)
+CHECK_LIBS  = $(shell pkg-config --libs check)
 
-.PHONY: all setup test check-c check-lua sanitize install main bench clean
+.PHONY: all setup test check-c check-lua sanitize fuzz install main bench clean
 
 all: $(BUILD)/moondust/core.so
 
@@ -83,6 +84,31 @@ sanitize: setup
 	  $(TEST_SRC:tests/c/%.c=build-san/tests/%)
 	@BUILD=build-san SANITIZE=1 tests/run.sh
 
+# Coverage-guided fuzzing of the loaders (libFuzzer, Debian's clang) under
+# AddressSanitizer and UndefinedBehaviorSanitizer: FUZZ_RUNS executions of
+# each target from the seed corpus in tests/fuzz/corpus/. A crash is saved
+# under tests/fuzz/regressions/<target>/, which `make test` then loads.
+FUZZ_RUNS    ?= 1000000
+FUZZ_TARGETS := safetensors png idx json
+FUZZ_CORE    := csrc/tensor.c csrc/layout.c csrc/alloc.c csrc/error.c csrc/io/png.c csrc/io/idx.c \
+                csrc/io/safetensors.c csrc/io/json.c
+FUZZ_FLAGS   := -std=c11 -g -O1 -D_GNU_SOURCE -Icsrc -Wno-unknown-pragmas \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+fuzz:
+	@command -v clang >/dev/null || { echo "fuzz: needs clang and libfuzzer-14-dev (apt-get install clang libfuzzer-14-dev)"; exit 1; }
+	@mkdir -p build-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  clang $(FUZZ_FLAGS) $$(pkg-config --cflags libpng zlib) -o build-fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c \
+	    $(FUZZ_CORE) $$(pkg-config --libs libpng zlib) -lm || exit 1; \
+	done
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/corpus/$$t tests/fuzz/regressions/$$t; \
+	  build-fuzz/fuzz_$$t -runs=$(FUZZ_RUNS) -max_len=4096 -rss_limit_mb=1024 -timeout=10 \
+	    -artifact_prefix=tests/fuzz/regressions/$$t/ build-fuzz/corpus/$$t tests/fuzz/corpus/$$t \
+	    2>build-fuzz/$$t.log; rc=$$?; \
+	  echo "fuzz_$$t: exit $$rc, $$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' build-fuzz/$$t.log)"; \
+	done
+
 # Installs into Lua's module paths (or a LuaRocks tree: see the rockspec).
 PREFIX  ?= /usr/local
 LUADIR  ?= $(PREFIX)/share/lua/$(LUA_VERSION)
@@ -100,4 +126,4 @@ bench: setup all
 	scripts/bench/run.sh
 
 clean:
-	rm -rf $(BUILD) build-san
+	rm -rf $(BUILD) build-san build-fuzz

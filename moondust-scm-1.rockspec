@@ -11,10 +11,15 @@ guidance, VAEs and latent diffusion, with the heavy lifting in C (OpenBLAS, oneD
 dependencies = { "lua >= 5.4, < 5.5" }
 build = {
   type = "make",
-  build_variables = { LUA_VERSION = "5.4" },
+  -- LuaRocks' CFLAGS come first on the compiler's line; the Makefile's OPT
+  -- (-O3 -march=native ...) follows them, so it wins
+  build_variables = { LUA_VERSION = "5.4", CFLAGS = "$(CFLAGS)" },
   install_variables = {
     PREFIX = "$(PREFIX)",
     LUADIR = "$(LUADIR)",
     LIBDIR = "$(LIBDIR)",
+  },
+  install = {
+    bin = { moondust = "bin/moondust", ["moondust-repl"] = "bin/moondust-repl" },
   },
 }

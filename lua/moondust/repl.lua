@@ -14,4 +14,12 @@ classes: 0 T-shirt/top, 1 Trouser, 2 Pullover, 3 Dress, 4 Coat, 5 Sandal, 6 Shir
 
 function repl.help() print(repl.text) end
 
+-- What the launchers (scripts/repl, bin/moondust-repl) run before lua5.4's
+-- own prompt: md and help as globals, and a one-line greeting.
+function repl.start()
+  _G.md = require "moondust"
+  _G.help = repl.help
+  print("moondust " .. _G.md.version .. " -- type help() for a short tour")
+end
+
 return repl

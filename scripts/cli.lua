@@ -1,2 +1,0 @@
--- Entry point for scripts/moondust.
-require("moondust.cli").main(arg)
