@@ -2,6 +2,7 @@
  * views. Most entries serve both as methods (t:exp()) and as module
  * functions (md.exp(t)); operators are metamethods. Numbers mix with tensors
  * everywhere a tensor operand is expected. */
+#include <limits.h>
 #include <math.h>
 
 #include "../autograd.h"
@@ -245,34 +246,41 @@ static int m_zero_(lua_State *L) {
   return 1;
 }
 
-/* The tensors of the list at idx (at most 64), pushed on the stack so that
- * converted copies stay alive; plain unless keep_blocked. */
-static int tensor_list(lua_State *L, int idx, md_tensor **xs, const char *op, bool keep_blocked) {
+/* The tensors of the list at idx (any number), plain unless keep_blocked.
+ * Pushes two values: the array returned (a userdata) and a table keeping
+ * converted copies alive; both go when the stack is cut back. */
+static md_tensor **tensor_list(lua_State *L, int idx, int *n_out, const char *op, bool keep_blocked) {
   luaL_checktype(L, idx, LUA_TTABLE);
-  int n = (int)luaL_len(L, idx);
-  if (n < 1 || n > 64) luaL_error(L, "%s: expected 1 to 64 tensors, got %d", op, n);
-  luaL_checkstack(L, n, op);
-  for (int i = 0; i < n; i++) {
+  lua_Integer n = luaL_len(L, idx);
+  if (n < 1) luaL_error(L, "%s: expected at least 1 tensor, got %d", op, (int)n);
+  if (n > INT_MAX / (lua_Integer)sizeof(md_tensor *)) luaL_error(L, "%s: too many tensors (%I)", op, n);
+  md_tensor **xs = lua_newuserdatauv(L, (size_t)n * sizeof *xs, 0);
+  lua_createtable(L, (int)n, 0);
+  int keep = lua_gettop(L);
+  for (lua_Integer i = 0; i < n; i++) {
     lua_geti(L, idx, i + 1);
-    if (!mdl_is(L, -1)) luaL_error(L, "%s: entry %d is a %s, not a tensor", op, i + 1, luaL_typename(L, -1));
+    if (!mdl_is(L, -1)) luaL_error(L, "%s: entry %d is a %s, not a tensor", op, (int)i + 1, luaL_typename(L, -1));
     xs[i] = keep_blocked ? mdl_check_any(L, -1) : mdl_check(L, -1);
+    lua_seti(L, keep, i + 1);
   }
-  return n;
+  *n_out = (int)n;
+  return xs;
 }
 
 /* md.cat({...} [, dim = 1]): blocked tensors concatenated along channels
  * stay blocked; any other mix is concatenated in plain layout */
 static int f_cat(lua_State *L) {
-  md_tensor *xs[64], *y;
+  md_tensor **xs, *y;
+  int n;
   lua_settop(L, 2); /* the list's tensors go above the arguments */
   int top = lua_gettop(L);
-  int n = tensor_list(L, 1, xs, "cat", true);
+  xs = tensor_list(L, 1, &n, "cat", true);
   int dim = lua_isnoneornil(L, 2) ? 0 : mdl_dim(L, 2, xs[0]->ndim, "cat");
   bool all_blocked = dim == 1;
   for (int i = 0; i < n; i++) all_blocked = all_blocked && md_is_blocked(xs[i]);
   if (!all_blocked) {
     lua_settop(L, top);
-    tensor_list(L, 1, xs, "cat", false);
+    xs = tensor_list(L, 1, &n, "cat", false);
   }
   mdl_check_rc(L, md_cat(&y, n, xs, dim));
   return mdl_push(L, y);
@@ -280,9 +288,10 @@ static int f_cat(lua_State *L) {
 
 /* md.stack({...} [, dim = 1]) */
 static int f_stack(lua_State *L) {
-  md_tensor *xs[64], *y;
+  md_tensor **xs, *y;
+  int n;
   lua_settop(L, 2); /* the list's tensors go above the arguments */
-  int n = tensor_list(L, 1, xs, "stack", false);
+  xs = tensor_list(L, 1, &n, "stack", false);
   int dim = lua_isnoneornil(L, 2) ? 0 : mdl_dim(L, 2, xs[0]->ndim + 1, "stack");
   mdl_check_rc(L, md_stack(&y, n, xs, dim));
   return mdl_push(L, y);

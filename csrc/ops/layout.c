@@ -1,6 +1,7 @@
 #include "layout.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../autograd.h"
@@ -108,17 +109,19 @@ int md_cat(md_tensor **out, int n, md_tensor *const *xs, int dim) {
   if (x0->ndim == 0) return md_error("cat: cannot concatenate 0-dimensional tensors");
   if (md_resolve_dim("cat", dim, x0->ndim, &d) != MD_OK) return MD_ERR;
   /* A node holds at most MD_NODE_MAX_INPUTS inputs: concatenate longer lists
-   * in pieces so the gradient still reaches every tensor. */
+   * as a tree of groups (each element copied log(n) times, not n times), so
+   * the gradient still reaches every tensor. */
   if (n > MD_NODE_MAX_INPUTS) {
-    md_tensor *head = NULL, *rest = NULL;
-    if (md_cat(&head, MD_NODE_MAX_INPUTS - 1, xs, dim) != MD_OK) return MD_ERR;
-    if (md_cat(&rest, n - (MD_NODE_MAX_INPUTS - 1), xs + MD_NODE_MAX_INPUTS - 1, dim) != MD_OK) {
-      md_tensor_release(head);
-      return MD_ERR;
+    int groups = MD_NODE_MAX_INPUTS, made = 0, rc = MD_OK;
+    md_tensor *parts[MD_NODE_MAX_INPUTS];
+    for (int g = 0; g < groups; g++) {
+      int first = (int)((int64_t)n * g / groups), last = (int)((int64_t)n * (g + 1) / groups);
+      rc = md_cat(&parts[g], last - first, xs + first, dim);
+      if (rc != MD_OK) break;
+      made++;
     }
-    int rc = md_cat(out, 2, (md_tensor *[]){head, rest}, dim);
-    md_tensor_release(head);
-    md_tensor_release(rest);
+    if (rc == MD_OK) rc = md_cat(out, groups, parts, dim);
+    for (int g = 0; g < made; g++) md_tensor_release(parts[g]);
     return rc;
   }
   int64_t shape[MD_MAX_DIMS];
@@ -173,8 +176,8 @@ int md_stack(md_tensor **out, int n, md_tensor *const *xs, int dim) {
   int d;
   if (md_resolve_dim("stack", dim, xs[0]->ndim + 1, &d) != MD_OK) return MD_ERR;
   if (xs[0]->ndim + 1 > MD_MAX_DIMS) return md_error("stack: result would have more than %d dimensions", MD_MAX_DIMS);
-  md_tensor *views[64];
-  if (n > 64) return md_error("stack: at most 64 tensors, got %d", n);
+  md_tensor **views = malloc((size_t)n * sizeof *views);
+  if (!views) return md_error("stack: out of memory for %d tensors", n);
   int rc = MD_OK, made = 0;
   for (int k = 0; k < n && rc == MD_OK; k++) {
     if (!md_same_shape(xs[k], xs[0])) {
@@ -190,6 +193,7 @@ int md_stack(md_tensor **out, int n, md_tensor *const *xs, int dim) {
   }
   if (rc == MD_OK) rc = md_cat(out, n, views, d);
   for (int k = 0; k < made; k++) md_tensor_release(views[k]);
+  free(views);
   return rc;
 }
 

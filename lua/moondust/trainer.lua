@@ -12,7 +12,8 @@
 -- sample_every (steps, 0 = never), samples_dir ("out"), checkpoint_every
 -- (500 steps), resume (true: continue from the checkpoint if it exists),
 -- progress (true), model_kind ("unet", how md.load rebuilds the model),
--- meta (extra metadata). Training is bounded: steps, minutes, or both.
+-- meta (extra metadata). Training is bounded: steps, minutes, or both;
+-- Ctrl-C saves a checkpoint after the current step and stops (result.interrupted).
 local md = require "moondust"
 local options = require "moondust.options"
 
@@ -176,7 +177,11 @@ function trainer.train(opts)
   local bar = md.progress.new { total = opts.steps, label = "train", quiet = opts.progress == false }
   local every, ck_every = opts.sample_every or 0, opts.checkpoint_every or 500
   model:train()
-  while s.step < max_steps and md.progress.now() < deadline do
+  -- Ctrl-C finishes the step, saves and stops; the handler goes with this scope, even on errors
+  md.core.catch_interrupt(true)
+  local _ <close> = setmetatable({}, { __close = function() md.core.catch_interrupt(false) end })
+  local interrupted = false
+  while s.step < max_steps and md.progress.now() < deadline and not interrupted do
     local x0, y = s.loader:next()
     local n = x0:size(1)
     local t = s.gen:randint(0, sched.T, { n })
@@ -218,10 +223,12 @@ function trainer.train(opts)
       save_state(o, s)
       last_good = s.step
     end
+    interrupted = md.core.interrupted()
   end
   bar:finish()
   save_state(o, s)
-  return { steps = s.step, losses = s.losses, checkpoint = o.checkpoint, ema = s.ema,
+  if interrupted then io.stderr:write(("interrupted: saved step %d to %s\n"):format(s.step, o.checkpoint)) end
+  return { steps = s.step, losses = s.losses, checkpoint = o.checkpoint, ema = s.ema, interrupted = interrupted,
            images_per_second = bar.images / math.max(md.progress.now() - bar.start, 1e-9) }
 end
 

@@ -189,4 +189,127 @@ T.test("CLI errors from a command print the message only, exit 1", function()
   T.truthy(not err:find("%.lua:%d+:"), err)
 end)
 
+T.test("probe faults: empty batches, thread counts, NaN timesteps, long cat/stack lists", function()
+  local ab = md.schedule.linear {}.alphas_cumprod
+  local empty = md.zeros { 0, 1, 4, 4 }
+  T.eq(table.concat(md.q_sample(empty, md.zeros { 0 }, empty, ab):shape(), "x"), "0x1x4x4")
+  T.eq(table.concat(md.v_target(empty, md.zeros { 0 }, empty, ab):shape(), "x"), "0x1x4x4")
+  T.errors(function() md.set_num_threads(0) end, "expected 1 to 4096 threads, got 0")
+  T.errors(function() md.set_num_threads(-3) end, "got -3")
+  T.errors(function() md.timestep_embedding(md.tensor { 1, 0 / 0 }, 8) end, "timestep 2 is")
+  T.errors(function() md.timestep_embedding(md.tensor { 1 / 0 }, 8) end, "timestep 1 is inf")
+  local list, flat = {}, {}
+  for i = 1, 300 do list[i] = md.full({ 1, 2 }, i); flat[2 * i - 1], flat[2 * i] = i, i end
+  T.near(md.cat(list):view(600), flat, 0)
+  T.near(md.stack(list):view(600), flat, 0)
+  T.eq(table.concat(md.stack(list):shape(), "x"), "300x1x2")
+  -- the gradient reaches every one of many inputs
+  local xs = {}
+  for i = 1, 70 do xs[i] = md.full({ 1 }, i):requires_grad(true) end
+  local w = md.tensor((function() local t = {} for i = 1, 70 do t[i] = i end return t end)())
+  ;(md.cat(xs) * w):sum():backward()
+  for i = 1, 70 do T.near(xs[i].grad, { i }, 0) end
+end)
+
+T.test("loaders refuse declared sizes the file cannot hold, before allocating", function()
+  md.trainer.mkdir_p(path("fm4g"))
+  -- 12 bytes asking for 65535 x 65535 bytes (4 GiB), plain and gzip-wrapped
+  write(path("fm4g/big.idx"), string.pack(">I4I4I4", 0x00000802, 65535, 65535))
+  T.errors(function() md.core.idx_read(path("fm4g/big.idx")) end, "expected 4294836225 bytes of images, got 0")
+  os.execute("gzip -c " .. path("fm4g/big.idx") .. " > " .. path("fm4g/big.idx.gz"))
+  T.errors(function() md.core.idx_read(path("fm4g/big.idx.gz")) end, "more than a")
+  -- a valid PNG signature and IHDR declaring 16384 x 16384 RGB, nothing else
+  local function crc32(str)
+    local c = 0xffffffff
+    for i = 1, #str do
+      c = c ~ str:byte(i)
+      for _ = 1, 8 do c = (c & 1 ~= 0) and (0xedb88320 ~ (c >> 1)) or (c >> 1) end
+    end
+    return c ~ 0xffffffff
+  end
+  local function chunk(kind, data) return string.pack(">I4", #data) .. kind .. data .. string.pack(">I4", crc32(kind .. data)) end
+  local ihdr = string.pack(">I4I4BBBBB", 16384, 16384, 8, 2, 0, 0, 0)
+  write(path("huge.png"), "\137PNG\r\n\26\n" .. chunk("IHDR", ihdr) .. chunk("IDAT", string.rep("\0", 100)))
+  T.errors(function() md.image.load(path("huge.png"), { channels = 3 }) end, "declares a 16384 x 16384 image")
+  -- safetensors: a shape far beyond the file, and offsets past its end
+  local function st(header) return string.pack("<I8", #header) .. header end
+  write(path("shape.safetensors"), st('{"w":{"dtype":"F32","shape":[1000000,1000000],"data_offsets":[0,4000000000000]}}'))
+  T.errors(function() md.core.safetensors_read(path("shape.safetensors")) end, "truncated")
+  write(path("offs.safetensors"), st('{"w":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}') .. string.rep("\0", 8))
+  T.errors(function() md.core.safetensors_read(path("offs.safetensors")) end, "not a valid safetensors file")
+end)
+
+T.test("non-finite weights are never saved, and loading them is an error", function()
+  local bad = { w = md.tensor { 1, 0 / 0 }, v = md.tensor { 1 / 0 }, ok = md.zeros { 2 } }
+  T.errors(function() md.save(path("nan.safetensors"), bad) end, "refusing to save NaN/Inf values (in v, w)")
+  md.save(path("nan.safetensors"), bad, nil, { allow_nonfinite = true })
+  T.errors(function() md.load(path("nan.safetensors")) end, "holds NaN/Inf in v, w")
+  local tensors = md.load(path("nan.safetensors"), { allow_nonfinite = true })
+  T.eq(tensors.ok:numel(), 2)
+end)
+
+T.test("md.load checks a model config and the file's tensors before building", function()
+  local m = md.nn.UNet(tiny_cfg { num_classes = false })
+  md.save(path("u.safetensors"), { model = m }, { model = "unet", config = m.config })
+  local back = md.load(path("u.safetensors")) -- unconditional stays unconditional
+  T.eq(back.config.num_classes, false)
+  local function with_config(cfg)
+    local tensors = md.checkpoint.read(path("u.safetensors"))
+    md.save(path("forged.safetensors"), tensors, { model = "unet", config = cfg })
+    return function() md.load(path("forged.safetensors")) end
+  end
+  T.errors(with_config(tiny_cfg { num_classes = false, num_res_blocks = 1e6 }), "num_res_blocks must be 1 to 64")
+  T.errors(with_config(tiny_cfg { num_classes = false, norm_groups = 0 }), "norm_groups must be")
+  T.errors(with_config(tiny_cfg { num_classes = false, attention_resolutions = "a" }), "must be a table")
+  T.errors(with_config(tiny_cfg { num_classes = false, num_res_blocks = 2 }), "the config asks for tensor")
+  T.errors(with_config(tiny_cfg { num_classes = false, model_channels = 16, norm_groups = 4 }),
+    "the config gives tensor 'input_blocks.0.0.weight' the shape [16, 1, 3, 3], the file holds [8, 1, 3, 3]")
+  local err = T.errors(with_config(tiny_cfg { num_classes = false, bogus = 1 }), "unknown option 'bogus'")
+  T.truthy(not err:find("%.lua:%d+: .*%.lua:%d+:"), err)
+end)
+
+-- A model whose one extra weight gets a NaN gradient while the loss stays finite.
+local NaNGrad = md.nn.Module:extend("NaNGrad")
+function NaNGrad:init(inner)
+  self:add_module("inner", inner)
+  self:add_parameter("p", md.ones { 1 })
+  self.config = inner.config
+end
+function NaNGrad:forward(x, t, y) return self.inner(x, t, y) + (self.p - self.p):sqrt():sum() end
+
+T.test("the trainer stops before saving weights an update made non-finite", function()
+  local m = NaNGrad(md.nn.UNet(tiny_cfg()))
+  local ds = { images = md.zeros { 4, 1, 4, 4 }, labels = md.zeros { 4 }, n = 4, classes = { "a" } }
+  local ck = path("nan/ck.safetensors")
+  T.errors(function()
+    md.trainer.train { model = m, data = ds, steps = 3, batch_size = 2, checkpoint = ck, progress = false }
+  end, "the weights became NaN/Inf at step 1")
+  T.truthy(io.open(ck, "rb") == nil, "nothing saved")
+end)
+
+-- Interrupts itself from inside the 3rd forward: what Ctrl-C does.
+local SelfInterrupt = md.nn.Module:extend("SelfInterrupt")
+function SelfInterrupt:init(inner)
+  self:add_module("inner", inner)
+  self.config, self.calls = inner.config, 0
+end
+function SelfInterrupt:forward(...)
+  self.calls = self.calls + 1
+  -- $PPID of the shell is this process; popen, as system() would ignore SIGINT meanwhile
+  if self.calls == 3 then io.popen("kill -INT $PPID"):close() end
+  return self.inner(...)
+end
+
+T.test("Ctrl-C during training saves a checkpoint and stops cleanly", function()
+  local m = SelfInterrupt(md.nn.UNet(tiny_cfg()))
+  local ds = { images = md.zeros { 4, 1, 4, 4 }, labels = md.zeros { 4 }, n = 4, classes = { "a" } }
+  local ck = path("int/ck.safetensors")
+  local r = md.trainer.train { model = m, data = ds, steps = 50, batch_size = 2, checkpoint = ck, progress = false }
+  T.eq(r.interrupted, true)
+  T.eq(r.steps, 3)
+  local _, meta = md.checkpoint.read(ck)
+  T.eq(meta.step, 3)
+  T.eq(md.core.interrupted(), false)
+end)
+
 T.finish()
