@@ -5,7 +5,12 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
+
+/* deflate never packs more than 1032 bytes into one: a bound on what a
+ * compressed file of a given size can hold */
+#define MAX_DEFLATE_RATIO 1032
 
 /* Reads up to n bytes; *got says how many arrived. A corrupt gzip stream
  * sets *why to zlib's message. */
@@ -62,6 +67,22 @@ int md_idx_read(md_tensor **out, const char *path) {
     total *= shape[i];
   }
   const char *what = nd == 1 ? "labels" : "images";
+  /* the header must not ask for more than the file can hold, before any allocation */
+  struct stat st;
+  if (stat(path, &st) == 0) {
+    int64_t after_header = (int64_t)st.st_size - 4 - 4 * nd;
+    int64_t room = gzdirect(f) ? after_header : (int64_t)st.st_size * MAX_DEFLATE_RATIO;
+    if (total > room && gzdirect(f)) {
+      rc = md_error("idx: %s is truncated: expected %lld bytes of %s, got %lld", path, (long long)total, what,
+                    (long long)(room > 0 ? room : 0));
+      goto done;
+    }
+    if (total > room) {
+      rc = md_error("idx: %s is truncated: expected %lld bytes of %s, more than a %lld-byte compressed file can hold",
+                    path, (long long)total, what, (long long)st.st_size);
+      goto done;
+    }
+  }
   buf = malloc((size_t)total);
   if (!buf) {
     rc = md_error("idx: out of memory for %lld bytes of %s from %s", (long long)total, what, path);

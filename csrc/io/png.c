@@ -13,10 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Big enough for any real image, small enough that h * w * 3 stays far
  * from overflow and a forged header cannot ask for terabytes. */
 #define MD_PNG_MAX_SIDE 16384
+#define MD_PNG_MAX_PIXELS (1 << 26)
 
 typedef struct {
   jmp_buf jump;
@@ -88,6 +90,18 @@ int md_png_read(md_tensor **out, const char *path, int channels) {
   png_set_sig_bytes(p, 8);
   png_set_user_limits(p, MD_PNG_MAX_SIDE, MD_PNG_MAX_SIDE);
   png_read_info(p, info);
+  /* Before allocating: a sane cap on pixels, and no more image than the
+   * file's deflate stream can hold (at most 1032 bytes per byte). */
+  struct stat st;
+  double declared = (double)png_get_image_height(p, info) *
+                    ((double)png_get_image_width(p, info) * png_get_channels(p, info) * png_get_bit_depth(p, info) / 8 + 1);
+  if ((double)png_get_image_height(p, info) * png_get_image_width(p, info) > MD_PNG_MAX_PIXELS ||
+      (fstat(fileno(file), &st) == 0 && declared > 1032.0 * (double)st.st_size + 65536)) {
+    rc = md_error("png: %s declares a %u x %u image, more than its %lld bytes can hold (or above %d pixels)", path,
+                  (unsigned)png_get_image_width(p, info), (unsigned)png_get_image_height(p, info),
+                  (long long)st.st_size, MD_PNG_MAX_PIXELS);
+    goto done;
+  }
   set_transforms(p, info, channels);
   int64_t h = png_get_image_height(p, info), w = png_get_image_width(p, info);
   size_t rowbytes = png_get_rowbytes(p, info);

@@ -6,7 +6,9 @@
 #include "../layout.h"
 #include "json.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +90,41 @@ static int write_all(const char *path, const char *tmp, const md_jbuf *h, const 
   return MD_OK;
 }
 
+/* Temporaries are "<path>.tmp.<pid>.<counter>": unique per write, so two
+ * processes saving to one path never share one. A process killed mid-write
+ * leaves its temporary behind; the next save to the path removes those whose
+ * process is gone. Best effort: a failure here never fails the save. */
+static void remove_stale_temporaries(const char *path) {
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0, base_len = strlen(base);
+  char *dir = malloc(dir_len + 2);
+  if (!dir) return;
+  if (dir_len) memcpy(dir, path, dir_len), dir[dir_len] = 0;
+  else strcpy(dir, ".");
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL) {
+    long long pid;
+    unsigned counter;
+    int used = 0;
+    if (strncmp(e->d_name, base, base_len) || strncmp(e->d_name + base_len, ".tmp.", 5)) continue;
+    if (sscanf(e->d_name + base_len + 5, "%lld.%u%n", &pid, &counter, &used) != 2 ||
+        e->d_name[base_len + 5 + used] != 0 || pid <= 0 || pid == (long long)getpid())
+      continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* its writer may still be at work */
+    size_t len = dir_len + strlen(e->d_name) + 1;
+    char *stale = malloc(len);
+    if (stale) {
+      snprintf(stale, len, "%.*s%s", (int)dir_len, path, e->d_name);
+      remove(stale);
+      free(stale);
+    }
+  }
+  if (d) closedir(d);
+  free(dir);
+}
+
 int md_safetensors_write(const char *path, int n, const char *const *names, md_tensor *const *tensors, int nmeta,
                          const char *const *meta_keys, const char *const *meta_values) {
   if (n < 0 || nmeta < 0) return md_error("safetensors: negative counts (%d tensors, %d metadata)", n, nmeta);
@@ -135,13 +172,15 @@ int md_safetensors_write(const char *path, int n, const char *const *names, md_t
   }
   md_jbuf_puts(&h, "}");
   while (h.len % 8) md_jbuf_puts(&h, " "); /* the data starts 8-byte aligned */
-  tmp = malloc(strlen(path) + 5);
+  static unsigned write_count; /* with the pid, a temporary name no other write uses */
+  size_t tmp_len = strlen(path) + 48;
+  tmp = malloc(tmp_len);
   if (h.oom || !tmp) {
     rc = md_error("safetensors: out of memory writing %s", path);
     goto done;
   }
-  strcpy(tmp, path);
-  strcat(tmp, ".tmp");
+  snprintf(tmp, tmp_len, "%s.tmp.%lld.%u", path, (long long)getpid(), write_count++);
+  remove_stale_temporaries(path);
   rc = write_all(path, tmp, &h, ts, n);
 done:
   free(tmp);

@@ -44,7 +44,8 @@ static int f_q_sample(lua_State *L) {
   same_shape(L, x0, noise, "q_sample", "noise");
   check_timesteps(L, x0, t, ab, "q_sample");
   md_tensor *y = new_like(L, x0);
-  md_q_sample(md_data(x0), md_data(noise), md_data(t), md_data(ab), x0->shape[0], x0->numel / x0->shape[0], md_data(y));
+  if (x0->numel > 0) /* a batch of 0 images (or of empty ones) has nothing to compute */
+    md_q_sample(md_data(x0), md_data(noise), md_data(t), md_data(ab), x0->shape[0], x0->numel / x0->shape[0], md_data(y));
   return mdl_push(L, y);
 }
 
@@ -54,7 +55,8 @@ static int f_v_target(lua_State *L) {
   same_shape(L, x0, noise, "v_target", "noise");
   check_timesteps(L, x0, t, ab, "v_target");
   md_tensor *y = new_like(L, x0);
-  md_v_target(md_data(x0), md_data(noise), md_data(t), md_data(ab), x0->shape[0], x0->numel / x0->shape[0], md_data(y));
+  if (x0->numel > 0) /* a batch of 0 images (or of empty ones) has nothing to compute */
+    md_v_target(md_data(x0), md_data(noise), md_data(t), md_data(ab), x0->shape[0], x0->numel / x0->shape[0], md_data(y));
   return mdl_push(L, y);
 }
 

@@ -1,5 +1,8 @@
 /* Binding for the runtime: thread count, the FMA peak probe, a monotonic
  * clock and memory figures. */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
 #include <time.h>
 
 #include "../alloc.h"
@@ -8,8 +11,48 @@
 #include "binding.h"
 
 static int f_set_num_threads(lua_State *L) {
-  md_set_num_threads((int)luaL_checkinteger(L, 1));
+  lua_Integer n = luaL_checkinteger(L, 1);
+  if (n < 1 || n > 4096) luaL_error(L, "set_num_threads: expected 1 to 4096 threads, got %I", n);
+  md_set_num_threads((int)n);
   return 0;
+}
+
+/* Ctrl-C during training (Lua has no signal API): catch_interrupt(true)
+ * installs a SIGINT handler that only sets a flag, which the trainer polls
+ * each step (interrupted()) to save a checkpoint and stop; a second Ctrl-C
+ * kills as usual. catch_interrupt(false) restores the previous handler. */
+static volatile sig_atomic_t sigint_seen;
+static struct sigaction sigint_previous;
+static bool sigint_caught;
+
+static void on_sigint(int sig) {
+  if (sigint_seen) { /* asked twice: stop now */
+    signal(sig, SIG_DFL);
+    raise(sig);
+  }
+  sigint_seen = 1;
+}
+
+static int f_catch_interrupt(lua_State *L) {
+  bool on = lua_toboolean(L, 1);
+  if (on && !sigint_caught) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, &sigint_previous) != 0) luaL_error(L, "catch_interrupt: %s", strerror(errno));
+    sigint_caught = true;
+  } else if (!on && sigint_caught) {
+    sigaction(SIGINT, &sigint_previous, NULL);
+    sigint_caught = false;
+  }
+  sigint_seen = 0;
+  return 0;
+}
+
+static int f_interrupted(lua_State *L) {
+  lua_pushboolean(L, sigint_seen);
+  return 1;
 }
 
 static int f_get_num_threads(lua_State *L) {
@@ -50,6 +93,8 @@ static int f_memory(lua_State *L) {
 
 const luaL_Reg mdl_runtime_funcs[] = {
     {"set_num_threads", f_set_num_threads},
+    {"catch_interrupt", f_catch_interrupt},
+    {"interrupted", f_interrupted},
     {"get_num_threads", f_get_num_threads},
     {"memory", f_memory},
     {"time", f_time},

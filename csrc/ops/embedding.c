@@ -57,6 +57,8 @@ int md_embedding(md_tensor **out, const md_tensor *idx, md_tensor *w) {
 static int timestep_embedding_plain(md_tensor **out, const md_tensor *t, int64_t dim, float max_period) {
   if (t->ndim != 1) return md_error("timestep_embedding: timesteps must be a 1-D tensor, got %d dimensions", t->ndim);
   if (dim < 1) return md_error("timestep_embedding: dim must be positive");
+  for (int64_t i = 0; i < t->numel; i++) /* NaN or Inf would make every output NaN */
+    if (!isfinite(md_data(t)[i])) return md_error("timestep_embedding: timestep %lld is %f", (long long)i + 1, md_data(t)[i]);
   int64_t shape[2] = {t->shape[0], dim}, half = dim / 2;
   md_tensor *y = md_tensor_zeros(2, shape);
   if (!y) return MD_ERR;

@@ -1,13 +1,15 @@
 -- Checkpoints in the safetensors format: an 8-byte little-endian header
 -- length, a JSON header {name: {dtype, shape, data_offsets}, __metadata__:
 -- {string: string}}, then raw little-endian float32 data. Any safetensors
--- reader can open them. Files are written to "<path>.tmp" and renamed, so
--- a crash never leaves a broken checkpoint behind.
+-- reader can open them. Files are written to "<path>.tmp.<pid>.<n>", synced
+-- and renamed, so a crash never leaves a broken checkpoint behind.
 --
---   md.save(path, model_or_tensors, meta)
---   local model, meta = md.load(path)       -- a checkpoint with a model config
+--   md.save(path, model_or_tensors, meta [, {allow_nonfinite = false}])
+--   local model, meta = md.load(path [, {allow_nonfinite = false}])  -- a checkpoint with a model config
 --   local tensors, meta = md.load(path)     -- any other safetensors file
+-- Non-finite weights are refused on save and on load unless allowed.
 local md = require "moondust"
+local options = require "moondust.options"
 
 local checkpoint = {}
 
@@ -54,20 +56,55 @@ local function decode_meta(meta)
   return out
 end
 
--- Writes "<path>.tmp" and renames it (in C): a crash never leaves a broken file.
-function checkpoint.save(path, obj, meta)
+-- The sorted names of the tensors holding NaN or Inf (none: an empty list).
+function checkpoint.nonfinite(tensors)
+  local bad = {}
+  for name, t in pairs(tensors) do
+    local s = (t:detach() * 0):sum():item() -- 0 when finite; NaN for any NaN or Inf
+    if s ~= s then bad[#bad + 1] = name end
+  end
+  table.sort(bad)
+  return bad
+end
+
+-- "a, b, c, d, e and 3 more"
+local function some_names(names)
+  local shown = table.concat(names, ", ", 1, math.min(#names, 5))
+  return shown .. (#names > 5 and (" and %d more"):format(#names - 5) or "")
+end
+
+local save_options = { allow_nonfinite = "boolean" }
+
+-- Writes a temporary file and renames it (in C): a crash never leaves a broken file.
+function checkpoint.save(path, obj, meta, opts)
   if type(path) ~= "string" then error("save: expected a path, got a " .. type(path), 2) end
+  opts = options.check("save", opts, save_options)
   local tensors = flatten(obj)
   for name, t in pairs(tensors) do tensors[name] = t:detach() end
+  if not opts.allow_nonfinite then
+    local bad = checkpoint.nonfinite(tensors)
+    if #bad > 0 then
+      error(("save: %s: refusing to save NaN/Inf values (in %s); pass {allow_nonfinite = true} "
+        .. "to save them anyway"):format(path, some_names(bad)), 2)
+    end
+  end
   local ok, err = pcall(md.core.safetensors_write, path, tensors, encode_meta(meta))
   if not ok then error("save: " .. tostring(err), 2) end
   return path
 end
 
--- -> tensors (name -> tensor), meta (decoded)
-function checkpoint.read(path)
+-- -> tensors (name -> tensor), meta (decoded). Non-finite values are an
+-- error unless opts.allow_nonfinite (then a warning on stderr).
+function checkpoint.read(path, opts)
+  opts = options.check("load", opts, save_options)
   local ok, tensors, meta = pcall(md.core.safetensors_read, path)
   if not ok then error("load: " .. tostring(tensors), 2) end
+  local bad = checkpoint.nonfinite(tensors)
+  if #bad > 0 then
+    local msg = ("load: checkpoint %s holds NaN/Inf in %s"):format(path, some_names(bad))
+    if not opts.allow_nonfinite then error(msg .. " (pass {allow_nonfinite = true} to load it anyway)", 2) end
+    io.stderr:write("warning: " .. msg .. "\n")
+  end
   return tensors, decode_meta(meta)
 end
 
@@ -81,23 +118,62 @@ function checkpoint.sub(tensors, prefix)
 end
 
 -- Model builders by meta.model ("unet", "encoder_unet", ...): later parts
--- of moondust register theirs here.
+-- of moondust register theirs here. A builder may have a validator (same
+-- key in checkpoint.validators): validate(cfg, weights) raises an error when
+-- the config is malformed or does not fit the stored tensors, before the
+-- builder allocates anything.
 checkpoint.builders = {
   unet = function(cfg) return md.nn.UNet(cfg) end,
   encoder_unet = function(cfg) return md.nn.EncoderUNet(cfg) end,
   vae = function(cfg) return md.vae.VAE(cfg) end,
 }
 
+local function shape_str(shape) return "[" .. table.concat(shape, ", ") .. "]" end
+
+-- Compares the main weight of every block the config asks for with the file.
+local function check_unet(where, with_decoder)
+  return function(cfg, weights)
+    local U = md.nn
+    local c = U.config(where, cfg, not with_decoder and U.encoder_defaults or nil, with_decoder)
+    local expected = U.expected_shapes(c, with_decoder)
+    local names = {}
+    for name in pairs(expected) do names[#names + 1] = name end
+    table.sort(names)
+    for _, name in ipairs(names) do
+      local t, want = weights[name], shape_str(expected[name])
+      if not t then error(("the config asks for tensor '%s' %s, the file has none"):format(name, want), 0) end
+      if shape_str(t:shape()) ~= want then
+        error(("the config gives tensor '%s' the shape %s, the file holds %s"):format(name, want, shape_str(t:shape())), 0)
+      end
+    end
+  end
+end
+
+checkpoint.validators = {
+  unet = check_unet("UNet", true),
+  encoder_unet = check_unet("EncoderUNet", false),
+  vae = function(cfg) md.vae.config(cfg) end,
+}
+
 -- A checkpoint with meta.model and meta.config comes back as a model ready
 -- to use (its EMA weights when it has them); anything else as tensors.
-function checkpoint.load(path)
-  local tensors, meta = checkpoint.read(path)
+function checkpoint.load(path, opts)
+  local tensors, meta = checkpoint.read(path, opts)
   local build = meta.model and checkpoint.builders[meta.model]
   if not build then return tensors, meta end
-  local model = build(meta.config or {})
+  local cfg = meta.config or {}
+  if type(cfg) ~= "table" then error(("load: %s: the model config is a %s, not a table"):format(path, type(cfg)), 2) end
   local weights = checkpoint.sub(tensors, "ema.")
   if next(weights) == nil then weights = checkpoint.sub(tensors, "model.") end
   if next(weights) == nil then weights = tensors end
+  local validate = checkpoint.validators[meta.model]
+  if validate then
+    local ok, err = pcall(validate, cfg, weights)
+    if not ok then
+      error(("load: %s: bad model config: %s"):format(path, tostring(err):gsub("^[^:]*:%d+: ", "")), 2)
+    end
+  end
+  local model = build(cfg)
   model:load_state_dict(weights)
   model:eval()
   -- how the model was trained, for md.sample

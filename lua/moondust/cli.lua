@@ -1,121 +1,251 @@
 -- The command-line tool behind scripts/moondust.
+--
+-- Each command is a function cli.<name>(o) and a table cli.flags.<name>:
+-- a summary line and one entry per flag, {name, type, default, help, ...}.
+-- That table makes the usage text and checks every flag before the command
+-- runs. Types: "integer", "number", "string", "boolean" (a flag without a
+-- value); optional fields: min, max, positive (> 0), choices, meta (the
+-- value's placeholder in the usage), default_text (when the default is not
+-- a plain value). Every command also takes --threads and --help.
 local md = require "moondust"
+local options = require "moondust.options"
 
-local cli = {}
+local cli = { flags = {} }
 
-local usage = {
-  main = [[
-usage: moondust <command> [options]
-commands:
-  train    train a class-conditional DDPM U-Net on Fashion-MNIST (or a folder of PNGs)
-  sample   sample from a checkpoint into a PNG grid (and optionally single PNGs)
-run `moondust <command> --help` for its options]],
-  train = [[
-usage: moondust train [options]
-  --minutes M         stop after M minutes (default 10)
-  --steps N           stop after N steps (whichever comes first)
-  --checkpoint PATH   where to save and resume (default checkpoints/ddpm_fashion.safetensors)
-  --fresh             start over even if the checkpoint exists (default: resume)
-  --data DIR          a folder of PNGs instead of Fashion-MNIST
-  --channels C        model_channels of the U-Net (default 32)
-  --batch-size B      (default 128)
-  --lr LR             AdamW learning rate (default 5e-4)
-  --dropout P         dropout in the ResBlocks (default 0: short runs do not overfit)
-  --schedule NAME     linear | cosine | scaled_linear (default linear)
-  --sample-every N    write out/samples_<step>.png every N steps (default 1000, 0 = never)
-  --seed S            (default 0)
-  --threads N         (default: all cores)]],
-  sample = [[
-usage: moondust sample [options]
-  --checkpoint PATH   (default checkpoints/ddpm_fashion.safetensors)
-  --out PATH          grid PNG (default out/samples.png)
-  --n N               number of images (default 100: ten of each class when --class is not given)
-  --class C           class label 0..9 for all images; "none" for unconditional
-  --sampler S         ddim | ddpm (default ddim)
-  --steps N           sampling steps (default 50 for ddim, 1000 for ddpm)
-  --guidance W        classifier-free guidance scale (default 3)
-  --eta E             DDIM eta (default 0)
-  --seed S            first per-image seed (default 1)
-  --nrow R            images per grid row (default 10)
-  --singles DIR       also write each image as DIR/<i>.png
-  --threads N]],
+local DEFAULT_CHECKPOINT = "checkpoints/ddpm_fashion.safetensors"
+
+local common_flags = {
+  { "threads", "integer", nil, "threads for all parallel work", min = 1, default_text = "all cores" },
+  { "help", "boolean", nil, "print this help" },
 }
 
--- --key value pairs and --flags into a table.
-local function parse(args, first)
+cli.flags.train = {
+  summary = "train a class-conditional DDPM U-Net on Fashion-MNIST (or a folder of PNGs)",
+  { "minutes", "number", nil, "stop after M minutes", positive = true, meta = "M", default_text = "10 when --steps is not given" },
+  { "steps", "integer", nil, "stop after N steps (whichever comes first)", min = 1 },
+  { "checkpoint", "string", nil, "where to save and resume", meta = "PATH",
+    default_text = DEFAULT_CHECKPOINT .. "; with --data, checkpoints/<folder name>.safetensors" },
+  { "fresh", "boolean", nil, "start over even if the checkpoint exists (default: resume)" },
+  { "data", "string", nil, "a folder of PNGs instead of Fashion-MNIST (sub-folders are classes)", meta = "DIR" },
+  { "image-channels", "integer", 1, "load the PNGs as gray (1) or RGB (3)", choices = { 1, 3 } },
+  { "channels", "integer", 32, "model_channels of the U-Net", min = 1 },
+  { "batch-size", "integer", 128, "images per step", min = 1 },
+  { "lr", "number", 5e-4, "AdamW learning rate", positive = true, max = 1e3 },
+  { "dropout", "number", 0, "dropout in the ResBlocks (short runs do not overfit)", min = 0, max = 1 },
+  { "schedule", "string", "linear", "noise schedule", choices = { "linear", "cosine", "scaled_linear" } },
+  { "sample-every", "integer", 1000, "write out/samples_<step>.png every N steps (0 = never)", min = 0 },
+  { "seed", "integer", 0, "random seed" },
+}
+
+cli.flags.sample = {
+  summary = "sample from a checkpoint into a PNG grid (and optionally single PNGs)",
+  { "checkpoint", "string", DEFAULT_CHECKPOINT, "the trained model", meta = "PATH" },
+  { "out", "string", "out/samples.png", "grid PNG", meta = "PATH" },
+  { "n", "integer", nil, "number of images", min = 1,
+    default_text = "10 per class, in class order, when --class is not given; else 16" },
+  { "class", "string", nil, "class label 0..9 (or a class name) for all images; \"none\" for unconditional",
+    meta = "C" },
+  { "sampler", "string", "ddim", "sampler", choices = { "ddim", "ddpm" } },
+  { "steps", "integer", nil, "sampling steps", min = 1, default_text = "50 for ddim, 1000 for ddpm" },
+  { "guidance", "number", 3, "classifier-free guidance scale", min = 0 },
+  { "eta", "number", 0, "DDIM eta", min = 0 },
+  { "seed", "integer", 1, "first per-image seed" },
+  { "nrow", "integer", 10, "images per grid row", min = 1 },
+  { "singles", "string", nil, "also write each image as DIR/<i>.png", meta = "DIR" },
+}
+
+-- The flags of a command (its own, then the common ones) by name.
+local function flags_of(cmd)
+  local list, by_name = {}, {}
+  for _, group in ipairs { cli.flags[cmd], common_flags } do
+    for _, f in ipairs(group) do
+      list[#list + 1] = f
+      by_name[f[1]] = f
+    end
+  end
+  return list, by_name
+end
+
+local function commands()
+  local names = {}
+  for name in pairs(cli.flags) do names[#names + 1] = name end
+  table.sort(names)
+  return names
+end
+
+-- The usage text of one command, or of the tool when cmd is nil.
+function cli.usage(cmd)
+  if not cmd then
+    local lines = { "usage: moondust <command> [options]", "commands:" }
+    for _, name in ipairs(commands()) do lines[#lines + 1] = ("  %-8s %s"):format(name, cli.flags[name].summary) end
+    lines[#lines + 1] = "run `moondust <command> --help` for its options"
+    return table.concat(lines, "\n")
+  end
+  local lines = { ("usage: moondust %s [options]"):format(cmd), "  " .. cli.flags[cmd].summary }
+  for _, f in ipairs((flags_of(cmd))) do
+    local name, kind, default, help = f[1], f[2], f[3], f[4]
+    local meta = kind == "boolean" and "" or " " .. (f.meta or (f.choices and "X" or kind == "string" and "S" or "N"))
+    local extra = {}
+    if f.choices then
+      local cs = {}
+      for i, c in ipairs(f.choices) do cs[i] = tostring(c) end
+      extra[#extra + 1] = table.concat(cs, " | ")
+    end
+    if f.default_text or default ~= nil then extra[#extra + 1] = "default " .. (f.default_text or tostring(default)) end
+    local tail = #extra > 0 and (" (" .. table.concat(extra, "; ") .. ")") or ""
+    lines[#lines + 1] = ("  %-22s %s%s"):format("--" .. name .. meta, help, tail)
+  end
+  return table.concat(lines, "\n")
+end
+
+-- One flag's value from its text, checked by type and range.
+local function convert(where, f, text)
+  local name, kind = "--" .. f[1], f[2]
+  local v = text
+  if kind == "integer" or kind == "number" then
+    v = tonumber(text)
+    if v == nil then error(("%s: %s must be a number, got '%s'"):format(where, name, text), 0) end
+    if kind == "integer" then
+      options.integer(where, name, v, f.min, f.max)
+      v = math.tointeger(v)
+    else
+      options.number(where, name, v, f.min, f.max)
+    end
+    if f.positive and v <= 0 then error(("%s: %s must be positive, got %s"):format(where, name, text), 0) end
+  end
+  if f.choices then options.choice(where, name, v, f.choices) end
+  return v
+end
+
+-- The arguments after the command into {flag_name = value} (dashes in names
+-- become underscores), every flag known and every value checked; the
+-- defaults filled in.
+function cli.parse(cmd, args, first)
+  local where = "moondust " .. cmd
+  local list, by_name = flags_of(cmd)
   local o = {}
-  local i = first
+  local i = first or 1
   while i <= #args do
     local a = args[i]
-    local key = a:match("^%-%-([%w%-]+)$")
-    if not key then error("unexpected argument '" .. a .. "' (try --help)", 0) end
-    key = key:gsub("%-", "_")
-    local nxt = args[i + 1]
-    if key == "help" or key == "fresh" then
-      o[key] = true
-      i = i + 1
+    local key, inline = a:match("^%-%-([%w%-_]+)=(.*)$")
+    key = key or a:match("^%-%-([%w%-_]+)$")
+    if not key then error(("%s: unexpected argument '%s' (try --help)"):format(where, a), 0) end
+    local f = by_name[key]
+    if not f then error(options.unknown_message(where, key, by_name, "--"), 0) end
+    local value
+    if f[2] == "boolean" then
+      if inline then error(("%s: --%s takes no value"):format(where, key), 0) end
+      value, i = true, i + 1
+    elseif inline then
+      value, i = inline, i + 1
     else
-      if nxt == nil then error("--" .. key .. " needs a value", 0) end
-      o[key] = tonumber(nxt) or nxt
+      value = args[i + 1]
+      if value == nil or value:match("^%-%-") then error(("%s: --%s needs a value"):format(where, key), 0) end
       i = i + 2
     end
+    o[(key:gsub("%-", "_"))] = f[2] == "boolean" and true or convert(where, f, value)
+  end
+  for _, f in ipairs(list) do
+    local k = f[1]:gsub("%-", "_")
+    if o[k] == nil then o[k] = f[3] end
   end
   return o
 end
 
+local mkdir_p = md.core.mkdir_p
+
+local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
+
 function cli.train(o)
-  if o.threads then md.set_num_threads(o.threads) end
-  local data = o.data and md.data.png_folder(o.data) or md.data.fashion_mnist { split = "train" }
-  local classes = #data.classes > 1 and #data.classes or nil
+  local data, checkpoint
+  if o.data then
+    data = md.data.png_folder(o.data, { channels = o.image_channels })
+    local name = o.data:gsub("/+$", ""):match("([^/]+)$") or "data"
+    checkpoint = o.checkpoint or ("checkpoints/%s.safetensors"):format(name)
+  else
+    data = md.data.fashion_mnist { split = "train" }
+    checkpoint = o.checkpoint or DEFAULT_CHECKPOINT
+  end
+  local classes = #data.classes > 1 and #data.classes or false
   local model = md.nn.UNet { in_channels = data.images:size(2), out_channels = data.images:size(2),
-                             model_channels = o.channels or 32, num_classes = classes, dropout = o.dropout or 0 }
+                             model_channels = o.channels, num_classes = classes, dropout = o.dropout,
+                             image_size = { data.images:size(3), data.images:size(4) } }
   io.stderr:write(("U-Net: %d parameters, %d training images\n"):format(model:num_parameters(), data.n))
   local r = md.trainer.train {
     model = model, data = data, minutes = o.minutes or (not o.steps and 10 or nil), steps = o.steps,
-    checkpoint = o.checkpoint or "checkpoints/ddpm_fashion.safetensors", resume = not o.fresh,
-    batch_size = o.batch_size, lr = o.lr or 5e-4, schedule = o.schedule, sample_every = o.sample_every or 1000,
-    seed = o.seed,
+    checkpoint = checkpoint, resume = not o.fresh, batch_size = o.batch_size, lr = o.lr, schedule = o.schedule,
+    sample_every = o.sample_every, seed = o.seed,
   }
   print(("trained to step %d (%.1f images/s); checkpoint %s"):format(r.steps, r.images_per_second, r.checkpoint))
 end
 
+-- --class: "none", a label number, or a name for md.sample to resolve.
+local function class_option(text, classes)
+  if text == nil or text == "none" then return nil end
+  local label = tonumber(text)
+  if label == nil then return text end
+  if not classes then error("moondust sample: the model is unconditional; --class must be none", 0) end
+  options.integer("moondust sample", "--class", label, 0, classes - 1)
+  return math.tointeger(label)
+end
+
 function cli.sample(o)
-  if o.threads then md.set_num_threads(o.threads) end
-  local model = md.load(o.checkpoint or "checkpoints/ddpm_fashion.safetensors")
-  if not md.nn.Module.is_module(model) then error("sample: the checkpoint holds no model config", 0) end
-  local n, class = o.n, o.class
+  local model = md.load(o.checkpoint)
+  if not md.nn.Module.is_module(model) then error("the checkpoint holds no model config", 0) end
   local classes = model.config.num_classes
-  if class == "none" then class = nil
-  elseif class == nil and classes then
-    local per = math.max(1, (n or 10 * classes) // classes)
+  local n, class = o.n, class_option(o.class, classes)
+  if o.class == nil and classes then -- every class in turn, in contiguous groups
+    n = n or 10 * classes
     class = {}
-    for c = 0, classes - 1 do for _ = 1, per do class[#class + 1] = c end end
-    n = #class
+    for i = 1, n do class[i] = (i - 1) * classes // n end
   end
   local x = md.sample(model, { n = n or 16, class = class, sampler = o.sampler, steps = o.steps,
-                               guidance = class and (o.guidance or 3) or nil, eta = o.eta, seed = o.seed })
-  local out = o.out or "out/samples.png"
-  md.core.mkdir_p(out:match("^(.*)/") or ".")
-  md.image.save_grid(x, out, { nrow = o.nrow or 10 })
+                               guidance = class and o.guidance or nil, eta = o.eta, seed = o.seed })
+  mkdir_p(dirname(o.out))
+  md.image.save_grid(x, o.out, { nrow = o.nrow })
   if o.singles then
-    md.core.mkdir_p(o.singles)
+    mkdir_p(o.singles)
     for i = 1, x:size(1) do md.image.save(x[i], ("%s/%04d.png"):format(o.singles, i)) end
   end
-  print(("wrote %s (%d images)"):format(out, x:size(1)))
+  print(("wrote %s (%d images)"):format(o.out, x:size(1)))
+end
+
+-- A message for the user: no "file.lua:12:" positions.
+local function bare(msg)
+  msg = tostring(msg)
+  repeat
+    local stripped = msg:gsub("^[^%s:]+%.lua:%d+: ", "", 1)
+    local changed = stripped ~= msg
+    msg = stripped
+  until not changed
+  return msg
+end
+cli.bare_message = bare
+
+-- Runs a command; returns the exit status (0, 1 when the command failed,
+-- 2 for a usage error) and writes messages to stdout / stderr.
+function cli.run(args)
+  local cmd = args[1]
+  if cmd == nil or cmd == "--help" or cmd == "-h" or cmd == "help" then print(cli.usage()); return 0 end
+  if not cli.flags[cmd] then
+    io.stderr:write(options.unknown_message("moondust", cmd, cli.flags):gsub("unknown option", "unknown command")
+      .. "\n" .. cli.usage() .. "\n")
+    return 2
+  end
+  local ok, o = pcall(cli.parse, cmd, args, 2)
+  if not ok then io.stderr:write(bare(o) .. "\n"); return 2 end
+  if o.help then print(cli.usage(cmd)); return 0 end
+  local ok2, err = pcall(function()
+    if o.threads then md.set_num_threads(o.threads) end
+    cli[cmd](o)
+  end)
+  if not ok2 then io.stderr:write("moondust " .. cmd .. ": " .. bare(err) .. "\n"); return 1 end
+  return 0
 end
 
 function cli.main(args)
-  local cmd = args[1]
-  if cmd == nil or cmd == "--help" or cmd == "-h" or cmd == "help" then print(usage.main); return end
-  if not cli[cmd] or cmd == "main" then
-    io.stderr:write("moondust: unknown command '" .. cmd .. "'\n" .. usage.main .. "\n")
-    os.exit(2)
-  end
-  local ok, o = pcall(parse, args, 2)
-  if not ok then io.stderr:write("moondust " .. cmd .. ": " .. o .. "\n"); os.exit(2) end
-  if o.help then print(usage[cmd]); return end
-  local ok2, err = pcall(cli[cmd], o)
-  if not ok2 then io.stderr:write("moondust " .. cmd .. ": " .. tostring(err) .. "\n"); os.exit(1) end
+  local status = cli.run(args)
+  if status ~= 0 then os.exit(status) end
 end
 
 return cli

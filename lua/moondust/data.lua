@@ -4,6 +4,7 @@
 --   md.data.loader(ds, {batch_size = 128, shuffle = true, drop_last = false, generator = md.Generator(0)})
 -- A data set is {images = N x C x H x W in [-1, 1], labels = N floats, n = N, classes = {...}}.
 local md = require "moondust"
+local options = require "moondust.options"
 
 local data = {}
 
@@ -26,10 +27,10 @@ local function idx_images(path)
 end
 
 function data.fashion_mnist(opts)
-  opts = opts or {}
-  local split = opts.split or "train"
+  opts = options.check("fashion_mnist", opts, { split = "string", root = "string", limit = "number" })
+  local split = options.choice("fashion_mnist", "split", opts.split or "train", { "train", "test" })
+  options.integer("fashion_mnist", "limit", opts.limit, 1)
   local prefix = ({ train = "train", test = "t10k" })[split]
-  if not prefix then error("fashion_mnist: split must be 'train' or 'test', got '" .. tostring(split) .. "'", 2) end
   local root = opts.root or os.getenv("MOONDUST_FASHION_MNIST") or data.FASHION_ROOT
   local images_path = root .. "/" .. prefix .. "-images-idx3-ubyte.gz"
   local labels_path = root .. "/" .. prefix .. "-labels-idx1-ubyte.gz"
@@ -64,7 +65,9 @@ local function png_files(dir, rel, out)
 end
 
 function data.png_folder(dir, opts)
-  opts = opts or {}
+  if type(dir) ~= "string" then error("png_folder: expected a folder path, got " .. type(dir), 2) end
+  opts = options.check("png_folder", opts, { channels = "number" })
+  options.choice("png_folder", "channels", opts.channels, { 1, 3 })
   local ok, found = pcall(png_files, dir)
   if not ok then error("png_folder: " .. tostring(found):gsub("^.-: ", ""), 2) end
   local files = {}
@@ -100,7 +103,12 @@ local Loader = {}
 Loader.__index = Loader
 
 function data.loader(ds, opts)
-  opts = opts or {}
+  if type(ds) ~= "table" or not md.is_tensor(ds.images) or not ds.n then
+    error("loader: expected a data set {images = tensor, labels = tensor, n = count}", 2)
+  end
+  opts = options.check("loader", opts, { batch_size = "number", shuffle = "boolean", drop_last = "boolean",
+                                          generator = true })
+  options.integer("loader", "batch_size", opts.batch_size, 1)
   local self = setmetatable({
     ds = ds, batch_size = opts.batch_size or 128, shuffle = opts.shuffle ~= false,
     drop_last = opts.drop_last or false, generator = opts.generator or md.Generator(0),

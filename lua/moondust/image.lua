@@ -1,6 +1,7 @@
 -- PNG images in [-1, 1]: md.image.save, md.image.load, md.image.save_grid.
 local md = require "moondust"
 local core = md.core
+local options = require "moondust.options"
 
 local image = {}
 
@@ -13,12 +14,16 @@ end
 
 -- -> C x H x W in [-1, 1]; opts.channels = 1 (default) or 3
 function image.load(path, opts)
-  return core.png_read(path, (opts or {}).channels or 1)
+  opts = options.check("image.load", opts, { channels = "number" })
+  return core.png_read(path, opts.channels or 1)
 end
 
 -- batch N x C x H x W -> one C x H' x W' image, nrow images per row.
 function image.make_grid(batch, opts)
-  opts = opts or {}
+  opts = options.check("make_grid", opts, { nrow = "number", padding = "number", pad_value = "number" })
+  options.integer("make_grid", "nrow", opts.nrow, 1)
+  options.integer("make_grid", "padding", opts.padding, 0)
+  options.number("make_grid", "pad_value", opts.pad_value, -1, 1)
   return core.make_grid(batch:detach(), opts.nrow or 8, opts.padding or 2, opts.pad_value or -1)
 end
 

@@ -4,6 +4,7 @@
 -- may change between steps (opt.lr = ...).
 local md = require "moondust"
 local core = md.core
+local options = require "moondust.options"
 
 local optim = {}
 
@@ -54,11 +55,38 @@ function Optimizer:load_state_dict(sd)
   end
 end
 
+-- The largest learning rate accepted: far above any useful one, and below
+-- what overflows float32 in the update.
+local MAX_LR = 1e3
+
+-- Checks opts against the defaults' names and types, and the values' ranges.
+local function check_hyper(kind, opts, defaults)
+  local known = {}
+  for k, v in pairs(defaults) do known[k] = type(v) end
+  options.check(kind, opts, known, 3)
+  local function get(k) if opts[k] ~= nil then return opts[k] end return defaults[k] end
+  options.number(kind, "lr", get("lr"), 0, MAX_LR, 3)
+  options.number(kind, "weight_decay", get("weight_decay"), 0, nil, 3)
+  if known.eps then options.number(kind, "eps", get("eps"), 0, nil, 3) end
+  if known.betas then
+    local b = get("betas")
+    if #b ~= 2 then error(("%s: betas must be {beta1, beta2}, got %d values"):format(kind, #b), 4) end
+    options.number(kind, "betas[1]", b[1], 0, 1, 3)
+    options.number(kind, "betas[2]", b[2], 0, 1, 3)
+  end
+  if known.momentum then
+    options.number(kind, "momentum", get("momentum"), 0, 1, 3)
+    options.number(kind, "dampening", get("dampening"), 0, 1, 3)
+  end
+end
+
 local function new(kind, params, opts, defaults, buffer_names)
+  opts = opts or {}
+  check_hyper(kind, opts, defaults)
   local self = setmetatable({ kind = kind, params = param_list(params), step_count = 0,
                               buffer_names = buffer_names }, Optimizer)
   for k, v in pairs(defaults) do self[k] = v end
-  for k, v in pairs(opts or {}) do self[k] = v end
+  for k, v in pairs(opts) do self[k] = v end
   for _, name in ipairs(buffer_names) do self[name] = zeros_like_all(self.params) end
   return self
 end
@@ -98,6 +126,8 @@ end
 -- Scales all gradients so that their joint 2-norm is at most max_norm;
 -- returns the norm before clipping (as torch.nn.utils.clip_grad_norm_).
 function optim.clip_grad_norm(params, max_norm)
+  options.number("clip_grad_norm", "max_norm", max_norm, 0)
+  if max_norm == nil then error("clip_grad_norm: max_norm is required", 2) end
   params = param_list(params)
   local norm = core.grad_norm(params)
   if norm ~= norm or norm == math.huge then return norm end
@@ -108,6 +138,7 @@ end
 -- Linear learning-rate warm-up over `steps` optimizer steps: call
 -- warm:step() after each opt:step().
 function optim.warmup(opt, steps)
+  options.size("warmup", "steps", steps, 0)
   local base, n = opt.lr, 0
   local w = {}
   local function apply() opt.lr = base * math.min(1, (n + 1) / steps) end
@@ -125,7 +156,8 @@ local EMA = {}
 EMA.__index = EMA
 
 function optim.EMA(model, decay, opts)
-  opts = opts or {}
+  opts = options.check("EMA", opts, { warmup = "boolean" })
+  options.number("EMA", "decay", decay, 0, 1)
   local self = setmetatable({ decay = decay or 0.9999, warmup = opts.warmup ~= false, updates = 0 }, EMA)
   self.names, self.shadow = {}, {}
   for i, pair in ipairs(model:named_parameters()) do

@@ -104,6 +104,13 @@ function options.integer(where, name, v, lo, hi, level)
   return v and math.tointeger(v) or nil
 end
 
+-- A required whole number >= lo (default 1): a size, a count, a dimension.
+function options.size(where, name, v, lo, hi, level)
+  lo = lo or 1
+  if v == nil then error(("%s: %s is required (a whole number >= %d)"):format(where, name, lo), (level or 1) + 2) end
+  return options.integer(where, name, v, lo, hi, (level or 1) + 1)
+end
+
 -- One of a list of strings. nil passes through.
 function options.choice(where, name, v, choices, level)
   level = (level or 1) + 2

@@ -8,6 +8,7 @@
 -- md.schedule.from_alpha_bar(function(t, T) return alpha_bar end, T)  (t continuous in [0, 1])
 -- md.schedule.respace(sched, steps [, "even" | "ddim"]): sample with fewer steps.
 local md = require "moondust"
+local options = require "moondust.options"
 
 local schedule = {}
 
@@ -30,20 +31,36 @@ local function build(betas, ts, kind)
            ab = ab, betas_list = betas, timesteps = ts }
 end
 
+-- Far above any schedule in use; keeps a typo from building a huge table.
+local MAX_T = 1000000
+
+-- Checks a constructor's options: T and the names in `more` (each a number
+-- in [lo, hi]).
+local function check(where, opts, more)
+  local known = { T = "number" }
+  for name in pairs(more) do known[name] = "number" end
+  opts = options.check(where, opts, known, 2)
+  options.integer(where, "T", opts.T, 1, MAX_T, 2)
+  for name, range in pairs(more) do options.number(where, name, opts[name], range[1], range[2], 2) end
+  return opts
+end
+
 function schedule.from_betas(f, T, kind)
+  if type(f) ~= "function" then error("from_betas: expected a function f(t, T) -> beta, got " .. type(f), 2) end
+  options.size("from_betas", "T", T, 1, MAX_T)
   local betas = {}
   for t = 0, T - 1 do betas[t + 1] = f(t, T) end
   return build(betas, nil, kind or "custom")
 end
 
 function schedule.linear(opts)
-  opts = opts or {}
+  opts = check("schedule.linear", opts, { beta_start = { 0, 1 }, beta_end = { 0, 1 } })
   local T, b0, b1 = opts.T or 1000, opts.beta_start or 1e-4, opts.beta_end or 0.02
   return schedule.from_betas(function(t) return T == 1 and b0 or b0 + (b1 - b0) * t / (T - 1) end, T, "linear")
 end
 
 function schedule.scaled_linear(opts)
-  opts = opts or {}
+  opts = check("schedule.scaled_linear", opts, { beta_start = { 0, 1 }, beta_end = { 0, 1 } })
   local T = opts.T or 1000
   local r0, r1 = math.sqrt(opts.beta_start or 0.00085), math.sqrt(opts.beta_end or 0.012)
   return schedule.from_betas(function(t) local r = r0 + (r1 - r0) * t / (T - 1); return r * r end, T, "scaled_linear")
@@ -51,6 +68,7 @@ end
 
 -- betas from a continuous alpha-bar(t), t in [0, 1], clipped at max_beta
 function schedule.from_alpha_bar(f, T, max_beta, kind)
+  options.number("from_alpha_bar", "max_beta", max_beta, 0, 1)
   max_beta = max_beta or 0.999
   return schedule.from_betas(function(t)
     return math.min(1 - f((t + 1) / T) / f(t / T), max_beta)
@@ -58,7 +76,7 @@ function schedule.from_alpha_bar(f, T, max_beta, kind)
 end
 
 function schedule.cosine(opts)
-  opts = opts or {}
+  opts = check("schedule.cosine", opts, { s = { 0, 1 }, max_beta = { 0, 1 } })
   local s = opts.s or 0.008
   return schedule.from_alpha_bar(function(u) return math.cos((u + s) / (1 + s) * math.pi / 2) ^ 2 end,
     opts.T or 1000, opts.max_beta or 0.999, "cosine")
@@ -68,6 +86,8 @@ end
 -- 0 to T-1 with rounding (improved-diffusion's space_timesteps); "ddim"
 -- takes every (T // steps)-th from 0 (DDIM's uniform skip).
 function schedule.spacing(T, steps, mode)
+  options.integer("schedule", "steps", steps)
+  options.choice("schedule", "spacing", mode, { "even", "ddim" })
   if steps < 1 or steps > T then error(("schedule: cannot take %d steps out of %d"):format(steps, T), 2) end
   local ts = {}
   if mode == "ddim" then
@@ -104,8 +124,9 @@ end
 -- Resolve a schedule given by name or table.
 function schedule.get(s, T)
   if type(s) == "table" then return s end
+  local names = { "linear", "cosine", "scaled_linear" }
+  options.choice("schedule", "the schedule", s or "linear", names)
   local f = schedule[s or "linear"]
-  if not f then error("schedule: unknown schedule '" .. tostring(s) .. "'", 2) end
   return f { T = T or 1000 }
 end
 

@@ -12,6 +12,7 @@
 -- of latent diffusion.
 local md = require "moondust"
 local nn = md.nn
+local options = require "moondust.options"
 
 local vae = {}
 
@@ -21,10 +22,28 @@ vae.VAE = VAE
 local defaults = { kind = "mlp", latent = 16, latent_channels = 4, hidden = 400, decoder = "bernoulli", sigma = 1,
                    in_channels = 1, image_size = 28, width = 32 }
 
-function VAE:init(cfg)
+-- The config with defaults, every value checked by name.
+function vae.config(cfg)
+  local known = {}
+  for k, v in pairs(defaults) do known[k] = type(v) end
+  options.check("VAE", cfg, known, 2)
   local c = {}
   for k, v in pairs(defaults) do c[k] = v end
   for k, v in pairs(cfg or {}) do c[k] = v end
+  options.choice("VAE", "kind", c.kind, { "mlp", "conv" }, 2)
+  options.choice("VAE", "decoder", c.decoder, { "bernoulli", "gaussian" }, 2)
+  for _, name in ipairs { "latent", "latent_channels", "hidden", "in_channels", "image_size", "width" } do
+    options.size("VAE", name, c[name], 1, 65536, 2)
+  end
+  options.number("VAE", "sigma", c.sigma, 1e-6, nil, 2)
+  if c.kind == "conv" and c.image_size % 4 ~= 0 then
+    error(("VAE: kind 'conv' halves the image twice: image_size must be a multiple of 4, got %d"):format(c.image_size), 3)
+  end
+  return c
+end
+
+function VAE:init(cfg)
+  local c = vae.config(cfg)
   self.config = c
   local ch, size = c.in_channels, c.image_size
   if c.kind == "mlp" then
@@ -33,7 +52,7 @@ function VAE:init(cfg)
     self:add_module("to_mean", nn.Linear(c.hidden, c.latent))
     self:add_module("to_logvar", nn.Linear(c.hidden, c.latent))
     self:add_module("decoder", nn.Sequential(nn.Linear(c.latent, c.hidden), nn.ReLU(), nn.Linear(c.hidden, d)))
-  elseif c.kind == "conv" then
+  else -- "conv"
     local w = c.width
     local function conv(i, o, stride) return nn.Conv2d(i, o, 3, { stride = stride or 1, padding = 1 }) end
     self:add_module("encoder", nn.Sequential(conv(ch, w, 2), nn.SiLU(), conv(w, 2 * w, 2), nn.SiLU(),
@@ -43,8 +62,6 @@ function VAE:init(cfg)
     self:add_module("decoder", nn.Sequential(conv(c.latent_channels, 2 * w), nn.SiLU(), vae.Upsample2(),
                                              conv(2 * w, w), nn.SiLU(), vae.Upsample2(), conv(w, w), nn.SiLU(),
                                              conv(w, ch)))
-  else
-    error("VAE: kind must be 'mlp' or 'conv', got '" .. tostring(c.kind) .. "'", 2)
   end
 end
 
@@ -90,7 +107,8 @@ end
 
 -- -> loss, reconstruction, KL (0-dim tensors); opts.kl_weight (default 1), opts.gen
 function VAE:loss(x, opts)
-  opts = opts or {}
+  opts = options.check("VAE:loss", opts, { kl_weight = "number", gen = true })
+  options.number("VAE:loss", "kl_weight", opts.kl_weight, 0)
   local mean, logvar = self:encode(x)
   local z = self:reparameterize(mean, logvar, opts.gen)
   local recon = self:reconstruction_nll(self:decode(z), x)
@@ -100,6 +118,7 @@ end
 
 -- Samples from the prior, as images.
 function VAE:sample(n, gen)
+  options.size("VAE:sample", "n", n)
   local c = self.config
   local shape = c.kind == "mlp" and { n, c.latent } or { n, c.latent_channels, c.image_size // 4, c.image_size // 4 }
   local z = gen and gen:randn(shape) or md.randn(shape)

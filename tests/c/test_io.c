@@ -3,6 +3,7 @@
  * truncated or corrupt files give errors (never crashes). */
 #include <png.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -445,6 +446,34 @@ START_TEST(safetensors_truncated_or_flipped_never_crashes) {
 }
 END_TEST
 
+/* Each write goes through its own "<path>.tmp.<pid>.<n>"; a save removes the
+ * temporaries of that path left by dead processes, and only those. */
+START_TEST(safetensors_temporaries_are_unique_and_stale_ones_removed) {
+  make_dir();
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  ck_assert_int_gt(child, 0);
+  waitpid(child, NULL, 0); /* child is now a pid with no process */
+  char dead[160], live[160], other[160];
+  snprintf(dead, sizeof dead, "%s.tmp.%lld.3", path_in("s.safetensors"), (long long)child);
+  snprintf(live, sizeof live, "%s.tmp.%lld.0", path_in("s.safetensors"), (long long)getppid());
+  snprintf(other, sizeof other, "%s.tmp.%lld.0", path_in("t.safetensors"), (long long)child);
+  write_bytes(dead, "x", 1);
+  write_bytes(live, "x", 1);
+  write_bytes(other, "x", 1);
+  md_tensor *a = md_tensor_scalar(1.5f);
+  const char *names[1] = {"a"};
+  ck_assert_int_eq(md_safetensors_write(path_in("s.safetensors"), 1, names, &a, 0, NULL, NULL), MD_OK);
+  ck_assert_int_ne(access(dead, F_OK), 0);  /* its writer is gone */
+  ck_assert_int_eq(access(live, F_OK), 0);  /* its writer may still be at work */
+  ck_assert_int_eq(access(other, F_OK), 0); /* another path's */
+  char mine[160];
+  snprintf(mine, sizeof mine, "%s.tmp.%lld.0", path_in("s.safetensors"), (long long)getpid());
+  ck_assert_int_ne(access(mine, F_OK), 0); /* renamed away */
+  md_tensor_release(a);
+}
+END_TEST
+
 Suite *make_suite(void) {
   Suite *s = suite_create("io");
   TCase *tc = tcase_create("files");
@@ -458,6 +487,7 @@ Suite *make_suite(void) {
   tcase_add_test(tc, safetensors_round_trip);
   tcase_add_test(tc, safetensors_headers_are_parsed_strictly);
   tcase_add_test(tc, safetensors_truncated_or_flipped_never_crashes);
+  tcase_add_test(tc, safetensors_temporaries_are_unique_and_stale_ones_removed);
   suite_add_tcase(s, tc);
   return s;
 }

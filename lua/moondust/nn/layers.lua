@@ -3,6 +3,8 @@
 -- makes a model reproducible.
 local md = require "moondust"
 local Module = require "moondust.nn.module"
+local options = require "moondust.options"
+local size = options.size
 
 local L = {}
 
@@ -37,6 +39,9 @@ end
 
 L.Linear = Module:extend("Linear")
 function L.Linear:init(in_features, out_features, bias)
+  size("Linear", "in_features", in_features)
+  size("Linear", "out_features", out_features)
+  if bias ~= nil and type(bias) ~= "boolean" then error("Linear: bias must be a boolean, got " .. type(bias), 3) end
   self.in_features, self.out_features = in_features, out_features
   self:add_parameter("weight", uniform_fan_in({ out_features, in_features }, in_features))
   if bias ~= false then self:add_parameter("bias", uniform_fan_in({ out_features }, in_features)) end
@@ -47,7 +52,12 @@ function L.Linear:extra_repr() return ("%d -> %d"):format(self.in_features, self
 -- Conv2d(in, out, kernel_size, {stride=1, padding=0, bias=true})
 L.Conv2d = Module:extend("Conv2d")
 function L.Conv2d:init(in_ch, out_ch, k, opts)
-  opts = opts or {}
+  opts = options.check("Conv2d", opts, { stride = "number", padding = "number", bias = "boolean" }, 2)
+  size("Conv2d", "in_channels", in_ch)
+  size("Conv2d", "out_channels", out_ch)
+  size("Conv2d", "kernel_size", k)
+  options.integer("Conv2d", "stride", opts.stride, 1)
+  options.integer("Conv2d", "padding", opts.padding, 0)
   self.in_channels, self.out_channels, self.kernel_size = in_ch, out_ch, k
   self.stride, self.padding = opts.stride or 1, opts.padding or 0
   local fan_in = in_ch * k * k
@@ -62,6 +72,12 @@ end
 
 L.GroupNorm = Module:extend("GroupNorm")
 function L.GroupNorm:init(groups, channels, eps)
+  size("GroupNorm", "groups", groups)
+  size("GroupNorm", "channels", channels)
+  if channels % groups ~= 0 then
+    error(("GroupNorm: %d groups do not divide %d channels"):format(groups, channels), 3)
+  end
+  options.number("GroupNorm", "eps", eps, 0)
   self.groups, self.channels, self.eps = groups, channels, eps or 1e-5
   self:add_parameter("weight", md.ones({ channels }))
   self:add_parameter("bias", md.zeros({ channels }))
@@ -71,6 +87,8 @@ function L.GroupNorm:extra_repr() return ("%d groups, %d channels"):format(self.
 
 L.Embedding = Module:extend("Embedding")
 function L.Embedding:init(num, dim)
+  size("Embedding", "num_embeddings", num)
+  size("Embedding", "embedding_dim", dim)
   self.num_embeddings, self.embedding_dim = num, dim
   self:add_parameter("weight", md.randn({ num, dim }))
 end
@@ -90,7 +108,10 @@ L.Sigmoid = Module:extend("Sigmoid")
 function L.Sigmoid:forward(x) return md.sigmoid(x) end
 
 L.Dropout = Module:extend("Dropout")
-function L.Dropout:init(p) self.p = p or 0.5 end
+function L.Dropout:init(p)
+  options.number("Dropout", "p", p, 0, 1)
+  self.p = p or 0.5
+end
 function L.Dropout:forward(x) return md.dropout(x, self.p, self.training) end
 function L.Dropout:extra_repr() return ("p=%g"):format(self.p) end
 
@@ -99,7 +120,11 @@ L.Flatten = Module:extend("Flatten")
 function L.Flatten:forward(x) return x:reshape(x:size(1), -1) end
 
 L.AvgPool2d = Module:extend("AvgPool2d")
-function L.AvgPool2d:init(k, stride) self.k, self.stride = k, stride or k end
+function L.AvgPool2d:init(k, stride)
+  size("AvgPool2d", "kernel_size", k)
+  options.integer("AvgPool2d", "stride", stride, 1)
+  self.k, self.stride = k, stride or k
+end
 function L.AvgPool2d:forward(x) return md.avg_pool2d(x, self.k, self.stride) end
 
 return L

@@ -4,6 +4,7 @@
 local md = require "moondust"
 local Module = require "moondust.nn.module"
 local L = require "moondust.nn.layers"
+local options = require "moondust.options"
 
 local U = {}
 
@@ -42,7 +43,10 @@ end
 U.ResBlock = Module:extend("ResBlock")
 U.ResBlock.takes_embedding = true
 function U.ResBlock:init(channels, emb_channels, out_channels, opts)
-  opts = opts or {}
+  opts = options.check("ResBlock", opts, { norm_groups = "number", dropout = "number", use_scale_shift_norm = "boolean" }, 2)
+  options.size("ResBlock", "channels", channels)
+  options.size("ResBlock", "emb_channels", emb_channels)
+  options.integer("ResBlock", "out_channels", out_channels, 1)
   local groups = opts.norm_groups or 32
   out_channels = out_channels or channels
   self.channels, self.out_channels = channels, out_channels
@@ -79,9 +83,12 @@ end
 -- -> fused multi-head attention -> zero-initialised 1x1 projection, residual.
 U.AttentionBlock = Module:extend("AttentionBlock")
 function U.AttentionBlock:init(channels, num_head_channels, opts)
-  opts = opts or {}
-  assert(channels % num_head_channels == 0,
-    ("AttentionBlock: %d channels do not split into heads of %d"):format(channels, num_head_channels))
+  opts = options.check("AttentionBlock", opts, { norm_groups = "number" }, 2)
+  options.size("AttentionBlock", "channels", channels)
+  options.size("AttentionBlock", "num_head_channels", num_head_channels)
+  if channels % num_head_channels ~= 0 then
+    error(("AttentionBlock: %d channels do not split into heads of %d"):format(channels, num_head_channels), 3)
+  end
   self.num_heads = channels // num_head_channels
   self:add_module("norm", L.GroupNorm(opts.norm_groups or 32, channels))
   self:add_module("qkv", L.Conv2d(channels, 3 * channels, 1))
@@ -93,11 +100,15 @@ function U.AttentionBlock:forward(x)
 end
 
 U.Downsample = Module:extend("Downsample")
-function U.Downsample:init(channels) self:add_module("op", conv3(channels, channels, 2)) end
+function U.Downsample:init(channels)
+  options.size("Downsample", "channels", channels)
+  self:add_module("op", conv3(channels, channels, 2)) end
 function U.Downsample:forward(x) return self.op(x) end
 
 U.Upsample = Module:extend("Upsample")
-function U.Upsample:init(channels) self:add_module("conv", conv3(channels, channels)) end
+function U.Upsample:init(channels)
+  options.size("Upsample", "channels", channels)
+  self:add_module("conv", conv3(channels, channels)) end
 function U.Upsample:forward(x) return self.conv(md.upsample_nearest(x, 2)) end
 
 local function contains(list, v)
@@ -110,56 +121,217 @@ local defaults = {
   num_res_blocks = 2, attention_resolutions = { 4 }, num_head_channels = 32, num_classes = 10,
   dropout = 0, use_scale_shift_norm = false, norm_groups = 8,
 }
-
-local function with_defaults(cfg)
-  local out = {}
-  for k, v in pairs(defaults) do out[k] = v end
-  for k, v in pairs(cfg or {}) do out[k] = v end
-  if out.num_classes == false then out.num_classes = nil end
-  return out
-end
 U.defaults = defaults
 
--- The time embedding (sinusoidal, then Linear-SiLU-Linear), the input conv and
--- the encoder levels; shared by UNet and EncoderUNet. Returns the channel
--- count of every skip and the final (channels, downsampling factor).
-local function build_encoder(self, c)
+-- Every config name and its type. num_classes: a number, or nil / false
+-- for an unconditional model; image_size: a number or {H, W}, optional.
+local config_types = {
+  in_channels = "number", out_channels = "number", model_channels = "number", channel_mult = "table",
+  num_res_blocks = "number", attention_resolutions = "table", num_head_channels = "number", num_classes = true,
+  dropout = "number", use_scale_shift_norm = "boolean", norm_groups = "number", image_size = true,
+}
+
+-- Caps far above any model of this toolkit, so that a config (a user's, or
+-- one read from a checkpoint file) cannot ask for unbounded memory.
+local MAX_CHANNELS, MAX_LEVELS, MAX_MULT, MAX_BLOCKS, MAX_CLASSES = 4096, 8, 64, 64, 1000000
+
+-- A list (no holes, no named keys) of whole numbers in [lo, hi].
+local function check_list(where, name, list, lo, hi)
+  local n = #list
+  for k in pairs(list) do
+    if math.type(k) ~= "integer" or k < 1 or k > n then
+      error(("%s: %s must be a list of whole numbers, got key %s"):format(where, name, tostring(k)), 4)
+    end
+  end
+  for i, v in ipairs(list) do options.integer(where, ("%s[%d]"):format(name, i), v, lo, hi, 3) end
+end
+
+-- The U-Net halves the image at each of its #channel_mult - 1 downsamplings
+-- and doubles it back, joining skips of equal size: height and width must be
+-- multiples of 2^(levels - 1).
+local function check_image_size(where, c, h, w, level)
+  local f = 1 << (#c.channel_mult - 1)
+  if h % f == 0 and w % f == 0 then return end
+  local function nearest(v)
+    local lo = v // f * f
+    return lo == v and tostring(v) or lo == 0 and tostring(f) or ("%d or %d"):format(lo, lo + f)
+  end
+  local examples = {}
+  for k = 1, 8 do examples[k] = f * k end
+  error(("%s: cannot take %dx%d images: with %d levels in channel_mult (%d downsamplings) height and width must "
+    .. "be multiples of %d (%s, ...); nearest: height %s, width %s"):format(where, h, w, #c.channel_mult,
+    #c.channel_mult - 1, f, table.concat(examples, ", "), nearest(h), nearest(w)), level + 1)
+end
+
+-- The config with defaults, every value checked by name (types, ranges,
+-- divisibility). overrides replace defaults (the EncoderUNet's).
+function U.config(where, cfg, overrides, skips)
+  options.check(where, cfg, config_types, 2)
+  local c = {}
+  for k, v in pairs(defaults) do c[k] = v end
+  for k, v in pairs(overrides or {}) do c[k] = v end
+  for k, v in pairs(cfg or {}) do c[k] = v end
+  -- num_classes stays false (not nil) for an unconditional model: a config
+  -- saved in a checkpoint must not come back with the default 10 classes
+  local size = options.size
+  size(where, "in_channels", c.in_channels, 1, MAX_CHANNELS, 2)
+  size(where, "out_channels", c.out_channels, 1, MAX_CHANNELS, 2)
+  size(where, "model_channels", c.model_channels, 1, MAX_CHANNELS, 2)
+  size(where, "num_res_blocks", c.num_res_blocks, 1, MAX_BLOCKS, 2)
+  size(where, "num_head_channels", c.num_head_channels, 1, MAX_CHANNELS, 2)
+  size(where, "norm_groups", c.norm_groups, 1, MAX_CHANNELS, 2)
+  if c.num_classes ~= false then size(where, "num_classes", c.num_classes, 1, MAX_CLASSES, 2) end
+  options.number(where, "dropout", c.dropout, 0, 1, 2)
+  if #c.channel_mult < 1 or #c.channel_mult > MAX_LEVELS then
+    error(("%s: channel_mult must list 1 to %d levels, got %d"):format(where, MAX_LEVELS, #c.channel_mult), 3)
+  end
+  check_list(where, "channel_mult", c.channel_mult, 1, MAX_MULT)
+  check_list(where, "attention_resolutions", c.attention_resolutions, 1, nil)
+  -- every level's channel count must split into norm groups (and, where
+  -- there is attention, into heads; the middle block always has it)
+  local mc, ds = c.model_channels, 1
+  local function divides(d, ch, what, name)
+    if ch % d ~= 0 then
+      error(("%s: %s (%d) must divide the channels of every %s; %s has %d"):format(where, name, d, what,
+        ch == mc and "model_channels" or ("level %d (model_channels x %d)"):format(ds, ch // mc), ch), 4)
+    end
+  end
+  divides(c.norm_groups, mc, "level", "norm_groups")
+  for level, mult in ipairs(c.channel_mult) do
+    divides(c.norm_groups, mult * mc, "level", "norm_groups")
+    if contains(c.attention_resolutions, ds) or level == #c.channel_mult then
+      divides(c.num_head_channels, mult * mc, "attention block", "num_head_channels")
+    end
+    if level < #c.channel_mult then ds = ds * 2 end
+  end
+  if c.image_size ~= nil then
+    local s = c.image_size
+    if type(s) == "number" then s = { s, s } end
+    if type(s) ~= "table" or #s ~= 2 then
+      error(("%s: image_size must be a number or {height, width}, got %s"):format(where, type(c.image_size)), 3)
+    end
+    size(where, "image_size[1] (height)", s[1], 1, nil, 2)
+    size(where, "image_size[2] (width)", s[2], 1, nil, 2)
+    if skips then check_image_size(where, c, s[1], s[2], 3) end
+  end
+  return c
+end
+
+-- The blocks, from the config alone: the builder and the checkpoint check
+-- (U.expected_shapes) both read this, so they cannot disagree.
+local function plan(c, with_decoder)
   local mc = c.model_channels
-  local emb = 4 * mc
-  local block_opts = { norm_groups = c.norm_groups, dropout = c.dropout,
-                       use_scale_shift_norm = c.use_scale_shift_norm }
-  self.block_opts = block_opts
-  self:add_module("time_embed", L.Sequential(L.Linear(mc, emb), L.SiLU(), L.Linear(emb, emb)))
-  if c.num_classes then self:add_module("label_emb", L.Embedding(c.num_classes + 1, emb)) end
-  local input_blocks = self:add_module("input_blocks", L.Sequential())
-  input_blocks:append(U.EmbedSequential(L.Conv2d(c.in_channels, mc, 3, { padding = 1 })))
+  local p = { input = { { kind = "conv", cin = c.in_channels, cout = mc } }, output = {} }
   local chans, ch, ds = { mc }, mc, 1
   for level, mult in ipairs(c.channel_mult) do
     for _ = 1, c.num_res_blocks do
-      local blk = U.EmbedSequential(U.ResBlock(ch, emb, mult * mc, block_opts))
+      p.input[#p.input + 1] = { kind = "res", cin = ch, cout = mult * mc, attn = contains(c.attention_resolutions, ds) }
       ch = mult * mc
-      if contains(c.attention_resolutions, ds) then
-        blk:append(U.AttentionBlock(ch, c.num_head_channels, block_opts))
-      end
-      input_blocks:append(blk)
       chans[#chans + 1] = ch
     end
     if level < #c.channel_mult then
-      input_blocks:append(U.EmbedSequential(U.Downsample(ch)))
+      p.input[#p.input + 1] = { kind = "down", cin = ch, cout = ch }
       chans[#chans + 1] = ch
       ds = ds * 2
     end
   end
-  self:add_module("middle_block", U.EmbedSequential(U.ResBlock(ch, emb, ch, block_opts),
-    U.AttentionBlock(ch, c.num_head_channels, block_opts), U.ResBlock(ch, emb, ch, block_opts)))
-  return chans, ch, ds
+  p.middle = ch
+  if with_decoder then
+    for level = #c.channel_mult, 1, -1 do
+      local mult = c.channel_mult[level]
+      for i = 0, c.num_res_blocks do
+        local up = level > 1 and i == c.num_res_blocks
+        p.output[#p.output + 1] = { kind = "res", cin = ch + table.remove(chans), cout = mc * mult,
+                                    attn = contains(c.attention_resolutions, ds), up = up }
+        ch = mc * mult
+        if up then ds = ds // 2 end
+      end
+    end
+  end
+  p.out = ch
+  return p
 end
 
--- The conditioning vector: time embedding plus class embedding. y may be a
+local function build_block(self, b, c)
+  if b.kind == "conv" then return U.EmbedSequential(L.Conv2d(b.cin, b.cout, 3, { padding = 1 })) end
+  if b.kind == "down" then return U.EmbedSequential(U.Downsample(b.cin)) end
+  local blk = U.EmbedSequential(U.ResBlock(b.cin, 4 * c.model_channels, b.cout, self.block_opts))
+  if b.attn then blk:append(U.AttentionBlock(b.cout, c.num_head_channels, { norm_groups = c.norm_groups })) end
+  if b.up then blk:append(U.Upsample(b.cout)) end
+  return blk
+end
+
+-- The time embedding (sinusoidal, then Linear-SiLU-Linear), the class
+-- embedding, the encoder levels and the middle block; shared by UNet and
+-- EncoderUNet. Returns the plan.
+local function build_encoder(self, c, with_decoder)
+  local mc = c.model_channels
+  local emb = 4 * mc
+  local p = plan(c, with_decoder)
+  self.block_opts = { norm_groups = c.norm_groups, dropout = c.dropout, use_scale_shift_norm = c.use_scale_shift_norm }
+  self:add_module("time_embed", L.Sequential(L.Linear(mc, emb), L.SiLU(), L.Linear(emb, emb)))
+  if c.num_classes then self:add_module("label_emb", L.Embedding(c.num_classes + 1, emb)) end
+  local input_blocks = self:add_module("input_blocks", L.Sequential())
+  for _, b in ipairs(p.input) do input_blocks:append(build_block(self, b, c)) end
+  local ch = p.middle
+  self:add_module("middle_block", U.EmbedSequential(U.ResBlock(ch, emb, ch, self.block_opts),
+    U.AttentionBlock(ch, c.num_head_channels, { norm_groups = c.norm_groups }), U.ResBlock(ch, emb, ch, self.block_opts)))
+  return p
+end
+
+-- name -> shape of the main weight of every block, from the config alone:
+-- md.load compares a file's tensors with it before building anything.
+function U.expected_shapes(c, with_decoder)
+  local p = plan(c, with_decoder)
+  local mc, emb = c.model_channels, 4 * c.model_channels
+  local out = { ["time_embed.0.weight"] = { emb, mc }, ["time_embed.2.weight"] = { emb, emb },
+                ["middle_block.0.in_layers.2.weight"] = { p.middle, p.middle, 3, 3 } }
+  if c.num_classes then out["label_emb.weight"] = { c.num_classes + 1, emb } end
+  local suffix = { conv = "weight", down = "op.weight", res = "in_layers.2.weight" }
+  for _, part in ipairs { "input", "output" } do
+    for i, b in ipairs(p[part]) do
+      out[("%s_blocks.%d.0.%s"):format(part, i - 1, suffix[b.kind])] = { b.cout, b.cin, 3, 3 }
+    end
+  end
+  if with_decoder then out["out.2.weight"] = { c.out_channels, p.out, 3, 3 }
+  else out["out.3.weight"] = { c.out_channels, p.middle } end
+  return out
+end
+
+-- Timesteps are model timesteps 0..T-1, T the model's schedule's (attached
+-- by the trainer; 1000, every schedule's default, when none is).
+function U.num_timesteps(model)
+  local s = model.schedule
+  return type(s) == "table" and (s.parent_T or s.T) or 1000
+end
+
+local function check_timesteps(self, t, n)
+  local T = U.num_timesteps(self)
+  local where = self.__name
+  if type(t) == "number" then
+    if not (t >= 0 and t < T) then error(("%s: timestep %s is outside [0, %d)"):format(where, tostring(t), T), 4) end
+    return
+  end
+  if not md.is_tensor(t) then error(("%s: t must be a number or a tensor of timesteps, got %s"):format(where, type(t)), 4) end
+  if t:dim() ~= 1 or t:size(1) ~= n then
+    error(("%s: t holds %d timesteps for a batch of %d (pass a number for one timestep for the whole batch)"):format(
+      where, t:numel(), n), 4)
+  end
+  if n == 0 then return end
+  local sum, lo, hi = t:sum():item(), t:min():item(), t:max():item()
+  if sum ~= sum or sum == math.huge or sum == -math.huge then error(where .. ": t holds NaN or Inf timesteps", 4) end
+  if not (lo >= 0 and hi < T) then
+    error(("%s: timesteps must be in [0, %d), got %s to %s"):format(where, T, tostring(lo), tostring(hi)), 4)
+  end
+end
+
+-- The conditioning vector: time embedding plus class embedding. t may be a
+-- tensor of one timestep per image or a number for the whole batch; y a
 -- tensor of labels, a number for the whole batch, or nil for "no class".
 local function embed(self, x, t, y)
   local c = self.config
   local n = x:size(1)
+  check_timesteps(self, t, n)
   if type(t) == "number" then t = md.full({ n }, t) end
   local emb = self.time_embed(md.timestep_embedding(t, c.model_channels))
   if c.num_classes then
@@ -174,40 +346,29 @@ end
 -- num_res_blocks, attention_resolutions (downsampling factors, as in
 -- guided-diffusion: {4} is 7x7 at 28x28), num_head_channels, num_classes
 -- (nil or false: unconditional; otherwise one extra "no class" row, index
--- num_classes), dropout, use_scale_shift_norm, norm_groups}
+-- num_classes), dropout, use_scale_shift_norm, norm_groups, image_size}.
+-- Height and width must be multiples of 2^(#channel_mult - 1): checked at
+-- construction when image_size (a number or {H, W}) is given, and at
+-- every forward.
 U.UNet = Module:extend("UNet")
 function U.UNet:init(cfg)
-  local c = with_defaults(cfg)
+  local c = U.config("UNet", cfg, nil, true)
   self.config = c
-  local mc = c.model_channels
-  local chans, ch, ds = build_encoder(self, c)
+  if type(c.image_size) == "number" then self.image_size = c.image_size end
+  local p = build_encoder(self, c, true)
   local output_blocks = self:add_module("output_blocks", L.Sequential())
-  for level = #c.channel_mult, 1, -1 do
-    local mult = c.channel_mult[level]
-    for i = 0, c.num_res_blocks do
-      local skip = table.remove(chans)
-      local blk = U.EmbedSequential(U.ResBlock(ch + skip, 4 * mc, mc * mult, self.block_opts))
-      ch = mc * mult
-      if contains(c.attention_resolutions, ds) then
-        blk:append(U.AttentionBlock(ch, c.num_head_channels, self.block_opts))
-      end
-      if level > 1 and i == c.num_res_blocks then
-        blk:append(U.Upsample(ch))
-        ds = ds // 2
-      end
-      output_blocks:append(blk)
-    end
-  end
-  self:add_module("out", L.Sequential(L.GroupNorm(c.norm_groups, ch), L.SiLU(),
-    zeros_like_module(L.Conv2d(mc, c.out_channels, 3, { padding = 1 }))))
+  for _, b in ipairs(p.output) do output_blocks:append(build_block(self, b, c)) end
+  self:add_module("out", L.Sequential(L.GroupNorm(c.norm_groups, p.out), L.SiLU(),
+    zeros_like_module(L.Conv2d(p.out, c.out_channels, 3, { padding = 1 }))))
 end
 
--- x: N x C x H x W, t: N timesteps (0..T-1) or a number, y: N labels or a
--- number or nil. Returns the model output (the predicted noise).
 -- GroupNorm -> SiLU -> conv, the two first fused
 local function out_layers(seq, h) return seq:get(3)(norm_silu(seq:get(1), h)) end
 
+-- x: N x C x H x W, t: N timesteps (0..T-1) or a number, y: N labels or a
+-- number or nil. Returns the model output (the predicted noise).
 function U.UNet:forward(x, t, y)
+  if x:dim() == 4 then check_image_size("UNet", self.config, x:size(3), x:size(4), 2) end
   local emb = embed(self, x, t, y)
   local hs, h = {}, x
   for i = 0, self.input_blocks.n - 1 do
@@ -226,17 +387,16 @@ function U.GlobalAvgPool:forward(x) return md.adaptive_avg_pool2d_1(x) end
 
 -- The encoder half with the middle block, pooled to out_channels logits:
 -- guided-diffusion's EncoderUNetModel (pool="adaptive"), for classifiers of
--- noisy images. forward(x, t).
+-- noisy images. forward(x, t). Not class-conditional unless num_classes is
+-- given; out_channels defaults to 10.
+U.encoder_defaults = { num_classes = false, out_channels = 10 }
 U.EncoderUNet = Module:extend("EncoderUNet")
 function U.EncoderUNet:init(cfg)
-  cfg = cfg or {}
-  local c = with_defaults(cfg)
-  c.num_classes = cfg.num_classes -- a classifier is not class-conditional unless asked
-  c.out_channels = cfg.out_channels or 10
+  local c = U.config("EncoderUNet", cfg, U.encoder_defaults, false)
   self.config = c
-  local _, ch = build_encoder(self, c)
-  self:add_module("out", L.Sequential(L.GroupNorm(c.norm_groups, ch), L.SiLU(), U.GlobalAvgPool(),
-    zeros_like_module(L.Linear(ch, c.out_channels))))
+  local p = build_encoder(self, c, false)
+  self:add_module("out", L.Sequential(L.GroupNorm(c.norm_groups, p.middle), L.SiLU(), U.GlobalAvgPool(),
+    zeros_like_module(L.Linear(p.middle, c.out_channels))))
 end
 
 function U.EncoderUNet:forward(x, t, y)
