@@ -35,7 +35,8 @@ local submodules = {
   nn = "moondust.nn", optim = "moondust.optim", image = "moondust.image", data = "moondust.data",
   schedule = "moondust.schedule", sampler = "moondust.sampler", guidance = "moondust.guidance",
   vae = "moondust.vae", checkpoint = "moondust.checkpoint", progress = "moondust.progress",
-  trainer = "moondust.trainer", repl = "moondust.repl",
+  trainer = "moondust.trainer", repl = "moondust.repl", metrics = "moondust.metrics",
+  runlog = "moondust.runlog",
 }
 setmetatable(md, {
   __index = function(t, k)
