@@ -392,16 +392,20 @@ end
 -- random subsets of `size` images of each set (Binkowski et al. 2018;
 -- torch-fidelity's defaults: 100 subsets of min(1000, n)). -> mean, and the
 -- standard deviation of the subset estimates (torch-fidelity's kid_std).
--- cache (optional table) keeps the reference's own term between calls.
+-- cache (optional table) keeps the reference's own term between calls;
+-- scale multiplies both sets first (the kernel is not scale-invariant).
 function metrics.kid(fx, fy, opts)
-  opts = options.check("metrics.kid", opts, { subsets = "number", subset_size = "number", seed = "number", cache = "table" })
+  opts = options.check("metrics.kid", opts, { subsets = "number", subset_size = "number", seed = "number", cache = "table",
+                                              scale = "number" })
+  local scale = options.number("metrics.kid", "scale", opts.scale, 0) or 1
+  if scale ~= 1 then fx, fy = fx * scale, fy * scale end
   local n, m = fx:size(1), fy:size(1)
   local subsets = options.integer("metrics.kid", "subsets", opts.subsets, 1) or 100
   local size = math.min(options.integer("metrics.kid", "subset_size", opts.subset_size, 2) or 1000, n, m)
   if size < 2 then error("metrics.kid: needs at least 2 feature vectors in each set", 2) end
   local seed = options.integer("metrics.kid", "seed", opts.seed, 0) or 0
   local vx = subset_indicator(n, size, subsets, md.Generator(seed + 1))
-  local key = ("%d_%d_%d_%d"):format(m, size, subsets, seed)
+  local key = ("%d_%d_%d_%d_%.9g"):format(m, size, subsets, seed, scale)
   local yy = opts.cache and opts.cache[key]
   local vy = subset_indicator(m, size, subsets, md.Generator(seed))
   if not yy then
@@ -615,8 +619,14 @@ function metrics.score(images, labels, opts)
   out.fid = metrics.frechet(ref.gaussian, metrics.gaussian(feats))
   local cached = 0
   for _ in pairs(ref.kid_cache) do cached = cached + 1 end
+  -- KID on features scaled to unit RMS over the reference: x.y / D stays
+  -- near 1 (as for Inception features), and the float32 kernel sums keep
+  -- their precision (at the network's raw scale the cubic kernel reaches
+  -- 1e5 and the three terms of MMD^2 cancel to rounding noise)
+  local g, ms = ref.gaussian, 0
+  for j = 1, g.d do ms = ms + (g.mean[j] ^ 2 + g.cov[(j - 1) * g.d + j]) / g.d end
   out.kid, out.kid_se = metrics.kid(feats, ref.features, { subsets = opts.kid_subsets, subset_size = opts.kid_subset_size,
-                                                         seed = seed, cache = ref.kid_cache })
+                                                         seed = seed, cache = ref.kid_cache, scale = 1 / math.sqrt(ms) })
   local now_cached = 0
   for _ in pairs(ref.kid_cache) do now_cached = now_cached + 1 end
   if now_cached > cached then save_reference(ref) end
