@@ -2,9 +2,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "../error.h"
 
@@ -87,4 +90,29 @@ void md_dir_list_free(md_dir_list *list) {
   free(list->names);
   free(list->is_dir);
   memset(list, 0, sizeof *list);
+}
+
+extern char **environ;
+
+int md_run_program(const char *const argv[], const char *stderr_path, int *exit_code) {
+  if (!argv || !argv[0] || !*argv[0]) return md_error("run: no program given");
+  posix_spawn_file_actions_t fa;
+  if (posix_spawn_file_actions_init(&fa) != 0) return md_error("run: out of memory");
+  int rc = MD_OK;
+  if (posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0) != 0 ||
+      posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0) != 0 ||
+      posix_spawn_file_actions_addopen(&fa, 2, stderr_path ? stderr_path : "/dev/null",
+                                       O_WRONLY | O_CREAT | O_TRUNC, 0666) != 0)
+    rc = md_error("run: out of memory");
+  pid_t pid = 0;
+  int err = rc == MD_OK ? posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ) : 0;
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != MD_OK) return rc;
+  if (err != 0) return md_error("run: cannot start %s: %s", argv[0], strerror(err));
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return md_error("run: waiting for %s: %s", argv[0], strerror(errno));
+  }
+  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  return MD_OK;
 }

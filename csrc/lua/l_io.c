@@ -129,6 +129,26 @@ static int f_list_dir(lua_State *L) {
   return 1;
 }
 
+/* core.run_program({prog, arg, ...} [, stderr_path]) -> exit code; no shell */
+static int f_run_program(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  const char *stderr_path = luaL_optstring(L, 2, NULL);
+  lua_Integer n = luaL_len(L, 1);
+  luaL_argcheck(L, n >= 1 && n < 4096, 1, "expected {program, arguments...}");
+  const char **argv = lua_newuserdatauv(L, sizeof *argv * (size_t)(n + 1), 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, 1, i);
+    if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "run_program: argument %d is not a string", (int)i);
+    argv[i - 1] = lua_tostring(L, -1); /* kept alive by the table at index 1 */
+    lua_pop(L, 1);
+  }
+  argv[n] = NULL;
+  int code = 0;
+  mdl_check_rc(L, md_run_program(argv, stderr_path, &code));
+  lua_pushinteger(L, code);
+  return 1;
+}
+
 /* core.isatty(fd) -> whether the file descriptor is a terminal */
 static int f_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
@@ -139,6 +159,7 @@ const luaL_Reg mdl_io_funcs[] = {
     {"mkdir_p", f_mkdir_p},
     {"list_dir", f_list_dir},
     {"isatty", f_isatty},
+    {"run_program", f_run_program},
     {"png_read", f_png_read},
     {"png_write", f_png_write},
     {"make_grid", f_make_grid},

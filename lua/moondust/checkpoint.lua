@@ -126,6 +126,7 @@ checkpoint.builders = {
   unet = function(cfg) return md.nn.UNet(cfg) end,
   encoder_unet = function(cfg) return md.nn.EncoderUNet(cfg) end,
   vae = function(cfg) return md.vae.VAE(cfg) end,
+  feature_net = function(cfg) return md.metrics.FeatureNet(cfg) end,
 }
 
 local function shape_str(shape) return "[" .. table.concat(shape, ", ") .. "]" end
