@@ -177,8 +177,10 @@ function checkpoint.load(path, opts)
   local model = build(cfg)
   model:load_state_dict(weights)
   model:eval()
-  -- how the model was trained, for md.sample
-  model.schedule, model.prediction, model.image_size = meta.schedule, meta.prediction, meta.image_size
+  -- how the model was trained, for md.sample: the stored betas (older
+  -- checkpoints name a schedule, always with T = 1000)
+  model.schedule = meta.schedule and md.schedule.get(meta.schedule, 1000)
+  model.prediction, model.image_size = meta.prediction, meta.image_size
   return model, meta, tensors
 end
 

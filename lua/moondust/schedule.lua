@@ -7,6 +7,9 @@
 -- md.schedule.from_betas(function(t, T) return beta end, T)
 -- md.schedule.from_alpha_bar(function(t, T) return alpha_bar end, T)  (t continuous in [0, 1])
 -- md.schedule.respace(sched, steps [, "even" | "ddim"]): sample with fewer steps.
+-- md.schedule.serialize(sched) -> {kind, betas}: what checkpoints store (the
+-- betas themselves, so any schedule comes back exactly); md.schedule.get
+-- takes it back.
 local md = require "moondust"
 local options = require "moondust.options"
 
@@ -121,9 +124,24 @@ function schedule.respace(sched, steps, mode)
   return out
 end
 
--- Resolve a schedule given by name or table.
+-- What a checkpoint stores: the betas as doubles (JSON keeps 17 digits).
+function schedule.serialize(sched)
+  return { kind = sched.kind, betas = sched.betas_list }
+end
+
+-- A schedule given by name (with T), as a schedule table, or as the table
+-- serialize wrote.
 function schedule.get(s, T)
-  if type(s) == "table" then return s end
+  if type(s) == "table" and s.ab then return s end
+  if type(s) == "table" then
+    if type(s.betas) ~= "table" or #s.betas == 0 then
+      error("schedule: expected a schedule, a name or {betas = {...}}", 2)
+    end
+    for i, b in ipairs(s.betas) do
+      if type(b) ~= "number" then error(("schedule: beta %d is a %s, not a number"):format(i, type(b)), 2) end
+    end
+    return build(s.betas, nil, s.kind or "custom")
+  end
   local names = { "linear", "cosine", "scaled_linear" }
   options.choice("schedule", "the schedule", s or "linear", names)
   local f = schedule[s or "linear"]

@@ -31,7 +31,7 @@ local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 local function save_state(o, s)
   md.core.mkdir_p(dirname(o.checkpoint))
   local meta = {
-    model = o.model_kind, config = o.model.config, step = s.step, schedule = o.schedule_name,
+    model = o.model_kind, config = o.model.config, step = s.step, schedule = md.schedule.serialize(o.sched),
     prediction = o.prediction, loader = s.loader:state(), trainer_rng = s.gen:get_state(),
     global_rng = md.get_rng_state(), ema_updates = s.ema.updates, warmup = s.warm:state(),
     losses = s.losses, image_size = o.image_size,
@@ -42,6 +42,20 @@ end
 
 local function restore_state(o, s)
   local tensors, meta = md.checkpoint.read(o.checkpoint)
+  -- A resumed run continues the same diffusion: a different schedule would
+  -- train a model that no longer fits the one it saves.
+  if meta.schedule then
+    local stored = md.schedule.get(meta.schedule, 1000)
+    local same = stored.T == o.sched.T
+    for i = 1, same and stored.T or 0 do
+      if math.abs(stored.betas_list[i] - o.sched.betas_list[i]) > 1e-12 then same = false; break end
+    end
+    if not same then
+      error(("train: %s was trained with a %s schedule of T = %d; this run asks for a %s schedule of T = %d "
+        .. "(pass the same schedule, or fresh = true)"):format(o.checkpoint, stored.kind, stored.T, o.sched.kind,
+        o.sched.T), 0)
+    end
+  end
   local sub = md.checkpoint.sub
   o.model:load_state_dict(sub(tensors, "model."))
   s.ema:load_state_dict(sub(tensors, "ema."))
@@ -138,13 +152,13 @@ function trainer.train(opts)
   check_options(opts)
   local o = setmetatable({}, { __index = opts })
   o.model_kind = opts.model_kind or "unet"
-  o.schedule_name = type(opts.schedule) == "string" and opts.schedule or "linear"
   local sched = md.schedule.get(opts.schedule or "linear", opts.T)
   o.prediction = opts.prediction or "eps"
   o.checkpoint = opts.checkpoint or "checkpoints/ddpm.safetensors"
   o.image_size = opts.data.images:size(3)
   local model, cfg = opts.model, opts.model.config
   model.schedule = sched
+  o.sched = sched
   local bs = opts.batch_size or 128
   local s = {
     step = 0, losses = {},

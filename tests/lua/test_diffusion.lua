@@ -114,4 +114,37 @@ T.test("training resumes exactly", function()
   os.execute("rm -rf " .. dir)
 end)
 
+-- A model trained with a schedule other than linear T = 1000 must sample
+-- with that schedule after md.load, whether it was named, a table or a function.
+T.test("the training schedule survives md.load", function()
+  local ds = { images = md.randn { 16, 1, 8, 8 }:clamp(-1, 1), labels = md.randint(0, 10, { 16 }), n = 16 }
+  local cfg = { model_channels = 8, channel_mult = { 1, 2 }, num_res_blocks = 1, attention_resolutions = {}, num_head_channels = 8,
+                norm_groups = 4 }
+  local dir = os.tmpname(); os.remove(dir)
+  local schedules = {
+    { "cosine", T = 400 },
+    { md.schedule.linear { T = 250, beta_end = 0.03 } },
+    { md.schedule.from_betas(function(t, n) return 0.001 + 0.05 * (t / n) ^ 2 end, 300) },
+  }
+  for i, case in ipairs(schedules) do
+    local path = ("%s/s%d.safetensors"):format(dir, i)
+    local model = md.nn.UNet(cfg)
+    md.trainer.train { model = model, data = ds, steps = 1, batch_size = 8, schedule = case[1], T = case.T,
+                       checkpoint = path, checkpoint_every = 0, progress = false, sample_every = 0 }
+    local want = md.schedule.get(case[1], case.T)
+    local loaded = md.load(path)
+    T.eq(loaded.schedule.T, want.T, "T of schedule " .. i)
+    T.near(loaded.schedule.alphas_cumprod, want.alphas_cumprod, 0, "alpha-bar of schedule " .. i)
+    local opts = { n = 2, class = 1, steps = 5, seed = 3, progress = false }
+    local a = md.sample(loaded, opts)
+    opts.schedule = want
+    T.near(a, md.sample(loaded, opts), 0, "md.sample uses the stored schedule " .. i)
+  end
+  T.errors(function()
+    md.trainer.train { model = md.nn.UNet(cfg), data = ds, steps = 2, batch_size = 8, schedule = "linear",
+                       checkpoint = dir .. "/s1.safetensors", resume = true, progress = false, sample_every = 0 }
+  end, "was trained with a cosine schedule of T = 400")
+  os.execute("rm -rf " .. dir)
+end)
+
 T.finish()
