@@ -33,8 +33,13 @@ cli.flags.train = {
   { "lr", "number", 5e-4, "AdamW learning rate", positive = true, max = 1e3 },
   { "dropout", "number", 0, "dropout in the ResBlocks (short runs do not overfit)", min = 0, max = 1 },
   { "schedule", "string", "linear", "noise schedule", choices = { "linear", "cosine", "scaled_linear" } },
-  { "sample-every", "integer", 1000, "write out/samples_<step>.png every N steps (0 = never)", min = 0 },
+  { "sample-every", "integer", 1000, "write <run-dir>/samples_<step>.png every N steps (0 = never)", min = 0 },
   { "seed", "integer", 0, "random seed" },
+  { "run-dir", "string", "out", "the run folder: sample grids, log.jsonl, loss and metric plots", meta = "DIR" },
+  { "eval-every", "integer", 0, "score EMA samples with md.metrics every N steps (0 = never)", min = 0 },
+  { "eval-minutes", "number", nil, "score EMA samples every M minutes of training", positive = true, meta = "M" },
+  { "eval-n", "integer", 500, "samples per evaluation", min = 2 },
+  { "eval-steps", "integer", 20, "DDIM steps of the evaluation samples", min = 1 },
 }
 
 cli.flags.sample = {
@@ -52,6 +57,12 @@ cli.flags.sample = {
   { "seed", "integer", 1, "first per-image seed" },
   { "nrow", "integer", 10, "images per grid row", min = 1 },
   { "singles", "string", nil, "also write each image as DIR/<i>.png", meta = "DIR" },
+}
+
+cli.flags.compare = {
+  summary = "overlay the loss and metric curves of run folders",
+  positional = "RUN_DIR...",
+  { "out", "string", "out/compare", "where the PNGs go", meta = "DIR" },
 }
 
 cli.flags.eval = {
@@ -94,7 +105,9 @@ function cli.usage(cmd)
     lines[#lines + 1] = "run `moondust <command> --help` for its options"
     return table.concat(lines, "\n")
   end
-  local lines = { ("usage: moondust %s [options]"):format(cmd), "  " .. cli.flags[cmd].summary }
+  local spec = cli.flags[cmd]
+  local lines = { ("usage: moondust %s [options]%s"):format(cmd, spec.positional and " " .. spec.positional or ""),
+                  "  " .. spec.summary }
   for _, f in ipairs((flags_of(cmd))) do
     local name, kind, default, help = f[1], f[2], f[3], f[4]
     local meta = kind == "boolean" and "" or " " .. (f.meta or (f.choices and "X" or kind == "string" and "S" or "N"))
@@ -136,12 +149,17 @@ end
 function cli.parse(cmd, args, first)
   local where = "moondust " .. cmd
   local list, by_name = flags_of(cmd)
-  local o = {}
+  local o = { args = {} }
   local i = first or 1
   while i <= #args do
     local a = args[i]
     local key, inline = a:match("^%-%-([%w%-_]+)=(.*)$")
     key = key or a:match("^%-%-([%w%-_]+)$")
+    if not key and cli.flags[cmd].positional and not a:match("^%-") then
+      o.args[#o.args + 1] = a
+      i = i + 1
+      goto next_arg
+    end
     if not key then error(("%s: unexpected argument '%s' (try --help)"):format(where, a), 0) end
     local f = by_name[key]
     if not f then error(options.unknown_message(where, key, by_name, "--"), 0) end
@@ -157,6 +175,7 @@ function cli.parse(cmd, args, first)
       i = i + 2
     end
     o[(key:gsub("%-", "_"))] = f[2] == "boolean" and true or convert(where, f, value)
+    ::next_arg::
   end
   for _, f in ipairs(list) do
     local k = f[1]:gsub("%-", "_")
@@ -187,9 +206,19 @@ function cli.train(o)
   local r = md.trainer.train {
     model = model, data = data, minutes = o.minutes or (not o.steps and 10 or nil), steps = o.steps,
     checkpoint = checkpoint, resume = not o.fresh, batch_size = o.batch_size, lr = o.lr, schedule = o.schedule,
-    sample_every = o.sample_every, seed = o.seed,
+    sample_every = o.sample_every, seed = o.seed, samples_dir = o.run_dir, run_dir = o.run_dir,
+    eval_every = o.eval_every, eval_minutes = o.eval_minutes, eval_n = o.eval_n, eval_steps = o.eval_steps,
   }
-  print(("trained to step %d (%.1f images/s); checkpoint %s"):format(r.steps, r.images_per_second, r.checkpoint))
+  print(("trained to step %d (%.1f images/s); checkpoint %s; run folder %s"):format(r.steps, r.images_per_second,
+    r.checkpoint, r.run_dir))
+  if r.metrics then print(md.metrics.format(r.metrics)) end
+end
+
+function cli.compare(o)
+  if #o.args == 0 then error("give the run folders to compare", 0) end
+  local written = md.runlog.compare(o.args, o.out)
+  if #written == 0 then error("nothing drawn (is gnuplot installed? apt-get install gnuplot-nox)", 0) end
+  for _, path in ipairs(written) do print("wrote " .. path) end
 end
 
 -- --class: "none", a label number, or a name for md.sample to resolve.

@@ -14,6 +14,18 @@
 -- progress (true), model_kind ("unet", how md.load rebuilds the model),
 -- meta (extra metadata). Training is bounded: steps, minutes, or both;
 -- Ctrl-C saves a checkpoint after the current step and stops (result.interrupted).
+--
+-- The run folder (run_dir; default samples_dir when given, else the
+-- checkpoint's path without .safetensors and with "-run"): log.jsonl with a line every
+-- log_every steps (50: step, wall time, mean loss, lr, images/s) and after
+-- every evaluation (its metrics), and gnuplot PNGs of loss and metrics
+-- against steps and minutes, refreshed as it goes (md.runlog). Evaluation:
+-- eval_every (steps) and/or eval_minutes (minutes of training between
+-- evaluations) sample eval_n images (500) with DDIM-eval_steps (20) and
+-- guidance eval_guidance (3) from the EMA weights and score them with
+-- md.metrics (eval_net, eval_reference: the shipped Fashion-MNIST network
+-- and test split by default); a run with evaluations ends with one.
+-- Evaluation time does not count against `minutes`.
 local md = require "moondust"
 local options = require "moondust.options"
 
@@ -69,35 +81,61 @@ local function restore_state(o, s)
   s.losses = meta.losses or {}
 end
 
--- One grid of samples from the EMA weights: a row per class (or 8 x 8
--- unconditional samples), DDIM 25 steps, guidance 3.
-function trainer.sample_grid(model, ema, path, opts)
-  opts = options.check("sample_grid", opts, { schedule = true, prediction = "string", image_size = "number",
-                                              model_kind = "string", steps = "number", guidance = "number" })
+local sample_options = { schedule = true, prediction = "string", image_size = "number", model_kind = "string",
+                         steps = "number", guidance = "number" }
+
+-- n samples from the EMA weights (DDIM, seed 1): labels[i] is the class of
+-- image i (nil for an unconditional model). -> images, labels.
+local function ema_samples(model, ema, n, labels, opts)
   local cfg = model.config
   local sampler_model = md.checkpoint.builders[opts.model_kind or "unet"](cfg)
   ema:copy_to(sampler_model)
-  local classes, per = cfg.num_classes, 8
+  local x = md.sample(sampler_model, { n = n, class = labels, steps = opts.steps or 25,
+                                       guidance = labels and (opts.guidance or 3) or nil, seed = 1,
+                                       schedule = opts.schedule, prediction = opts.prediction, progress = false,
+                                       shape = { cfg.in_channels, opts.image_size, opts.image_size } })
+  return x, labels
+end
+
+-- One grid of samples from the EMA weights: a row per class (or 8 x 8
+-- unconditional samples), DDIM 25 steps, guidance 3.
+function trainer.sample_grid(model, ema, path, opts)
+  opts = options.check("sample_grid", opts, sample_options)
+  local classes, per = model.config.num_classes, 8
   local labels
   if classes then
     labels = {}
     for c = 0, classes - 1 do for _ = 1, per do labels[#labels + 1] = c end end
   end
-  local x = md.sample(sampler_model, { n = labels and #labels or 64, class = labels, steps = opts.steps or 25,
-                                       guidance = labels and (opts.guidance or 3) or nil, seed = 1,
-                                       schedule = opts.schedule, prediction = opts.prediction, progress = false,
-                                       shape = { cfg.in_channels, opts.image_size, opts.image_size } })
+  local x = ema_samples(model, ema, labels and #labels or 64, labels, opts)
   md.core.mkdir_p(dirname(path))
   md.image.save_grid(x, path, { nrow = per })
   return path
 end
+
+-- md.metrics figures of n EMA samples (classes in turn), as md.metrics.score gives them.
+function trainer.evaluate(model, ema, n, opts, score_opts)
+  opts = options.check("evaluate", opts, sample_options)
+  local classes = model.config.num_classes
+  local labels
+  if classes then
+    labels = {}
+    for i = 1, n do labels[i] = (i - 1) % classes end
+  end
+  return md.metrics.score(ema_samples(model, ema, n, labels, opts), labels, score_opts)
+end
+
+-- The figures a run log keeps of an evaluation (the per-class shares stay out).
+local logged_metrics = { "fid", "kid", "kid_se", "precision", "recall", "is", "class_accuracy" }
 
 local train_options = {
   model = "table", data = "table", steps = "number", minutes = "number", checkpoint = "string", schedule = true,
   T = "number", batch_size = "number", lr = "number", weight_decay = "number", warmup = "number",
   grad_clip = "number", ema_decay = "number", label_dropout = "number", prediction = "string", seed = "number",
   sample_every = "number", samples_dir = "string", checkpoint_every = "number", resume = "boolean",
-  progress = "boolean", model_kind = "string", meta = "table",
+  progress = "boolean", model_kind = "string", meta = "table", run_dir = "string", log_every = "number",
+  eval_every = "number", eval_minutes = "number", eval_n = "number", eval_steps = "number",
+  eval_guidance = "number", eval_net = "table", eval_reference = "table",
 }
 
 -- Every option by name, before anything runs.
@@ -124,6 +162,12 @@ local function check_options(opts)
   options.integer(w, "seed", opts.seed, nil, nil, 2)
   options.integer(w, "sample_every", opts.sample_every, 0, nil, 2)
   options.integer(w, "checkpoint_every", opts.checkpoint_every, 0, nil, 2)
+  options.integer(w, "log_every", opts.log_every, 1, nil, 2)
+  options.integer(w, "eval_every", opts.eval_every, 0, nil, 2)
+  options.number(w, "eval_minutes", opts.eval_minutes, 0, nil, 2)
+  options.integer(w, "eval_n", opts.eval_n, 2, nil, 2)
+  options.integer(w, "eval_steps", opts.eval_steps, 1, nil, 2)
+  options.number(w, "eval_guidance", opts.eval_guidance, 0, nil, 2)
   options.choice(w, "model_kind", opts.model_kind, (function()
     local kinds = {}
     for k in pairs(md.checkpoint.builders) do kinds[#kinds + 1] = k end
@@ -166,6 +210,22 @@ function trainer.train(opts)
     gen = md.Generator((opts.seed or 0) + 2),
   }
   check_writable(dirname(o.checkpoint))
+  local eval_steps_every, eval_seconds = opts.eval_every or 0, (opts.eval_minutes or 0) * 60
+  local evaluating = eval_steps_every > 0 or eval_seconds > 0
+  local score_opts = { net = opts.eval_net, reference = opts.eval_reference }
+  if evaluating then
+    local net = opts.eval_net or md.metrics.default_net()
+    local c, want = net.config, opts.data.images
+    if c.in_channels ~= want:size(2) or c.height ~= want:size(3) or c.width ~= want:size(4) then
+      error(("train: evaluation needs a feature network for %dx%dx%d images; %s takes %dx%dx%d "
+        .. "(train one with scripts/train_feature_net.lua and pass eval_net and eval_reference)"):format(
+        want:size(2), want:size(3), want:size(4), opts.eval_net and "eval_net" or "the shipped Fashion-MNIST network",
+        c.in_channels, c.height, c.width), 0)
+    end
+    if opts.eval_net and not opts.eval_reference then
+      error("train: eval_net needs its eval_reference (md.metrics.reference{data = ..., net = ...})", 0)
+    end
+  end
   md.manual_seed(opts.seed or 0)
   s.opt = md.optim.AdamW(model, { lr = opts.lr or 2e-4, weight_decay = opts.weight_decay or 0 })
   s.warm = md.optim.warmup(s.opt, opts.warmup or 200)
@@ -176,10 +236,44 @@ function trainer.train(opts)
     last_good = s.step
     io.stderr:write(("resumed from %s at step %d\n"):format(o.checkpoint, s.step))
   end
+  local run = md.runlog.open(opts.run_dir or opts.samples_dir or o.checkpoint:gsub("%.safetensors$", "") .. "-run",
+                             { fresh = last_good == nil })
+  local log_every = opts.log_every or 50
+  local window = { loss = 0, steps = 0, images = 0, start = md.progress.now() }
+  -- One log line for the steps since the last; `now` ends their time window.
+  local function log(metrics, now)
+    now = now or md.progress.now()
+    local elapsed = now - window.start
+    run:log { step = s.step, loss = window.steps > 0 and window.loss / window.steps or nil, lr = s.opt.lr,
+              images_per_second = window.images > 0 and window.images / math.max(elapsed, 1e-9) or nil,
+              metrics = metrics }
+    window.loss, window.steps, window.images, window.start = 0, 0, 0, now
+  end
+  local sample_opts = { schedule = sched, prediction = o.prediction, image_size = o.image_size,
+                        model_kind = o.model_kind }
+  local eval_opts = { schedule = sched, prediction = o.prediction, image_size = o.image_size,
+                      model_kind = o.model_kind, steps = opts.eval_steps or 20, guidance = opts.eval_guidance or 3 }
+  -- seconds spent evaluating; the training seconds, figures and step of the last evaluation
+  local paused, last_eval_seconds, last_metrics, last_eval_step = 0, 0, nil, nil
+  local loop_start, deadline
+  local function trained_seconds() return md.progress.now() - loop_start - paused end
+  -- Scores the EMA weights, logs and plots; the clock of `minutes` stops meanwhile.
+  local function evaluate()
+    local t0 = md.progress.now()
+    local m = trainer.evaluate(model, s.ema, opts.eval_n or 500, eval_opts, score_opts)
+    local figures = {}
+    for _, k in ipairs(logged_metrics) do figures[k] = m[k] end
+    log(figures, t0)
+    run:plot()
+    local spent = md.progress.now() - t0
+    paused, deadline, window.start = paused + spent, deadline + spent, window.start + spent
+    last_eval_seconds, last_metrics, last_eval_step = trained_seconds(), m, s.step
+  end
   local null_class = cfg.num_classes
   local p_drop = null_class and (opts.label_dropout or 0.1) or 0
   local max_steps = opts.steps or math.huge
-  local deadline = opts.minutes and md.progress.now() + 60 * opts.minutes or math.huge
+  loop_start = md.progress.now()
+  deadline = opts.minutes and loop_start + 60 * opts.minutes or math.huge
   local bar = md.progress.new { total = opts.steps, label = "train", quiet = opts.progress == false }
   local every, ck_every = opts.sample_every or 0, opts.checkpoint_every or 500
   model:train()
@@ -221,9 +315,17 @@ function trainer.train(opts)
     s.step = s.step + 1
     s.losses[#s.losses + 1] = lv
     bar:update(s.step, { loss = lv, images = n })
+    window.loss, window.steps, window.images = window.loss + lv, window.steps + 1, window.images + n
+    local eval_due = (eval_steps_every > 0 and s.step % eval_steps_every == 0)
+      or (eval_seconds > 0 and trained_seconds() - last_eval_seconds >= eval_seconds)
+    if eval_due then
+      evaluate()
+    elseif s.step % log_every == 0 and not (evaluating and s.step == max_steps) then -- (the last evaluation logs it)
+      log()
+      if s.step % (10 * log_every) == 0 then run:plot() end
+    end
     if every > 0 and s.step % every == 0 then
-      trainer.sample_grid(model, s.ema, ("%s/samples_%06d.png"):format(opts.samples_dir or "out", s.step),
-        { schedule = sched, prediction = o.prediction, image_size = o.image_size, model_kind = o.model_kind })
+      trainer.sample_grid(model, s.ema, ("%s/samples_%06d.png"):format(opts.samples_dir or "out", s.step), sample_opts)
     end
     if ck_every > 0 and s.step % ck_every == 0 then
       save_state(o, s)
@@ -233,9 +335,15 @@ function trainer.train(opts)
   end
   bar:finish()
   save_state(o, s)
+  if evaluating and not interrupted and last_eval_step ~= s.step then evaluate()
+  else
+    if window.steps > 0 then log() end
+    run:plot()
+  end
   if interrupted then io.stderr:write(("interrupted: saved step %d to %s\n"):format(s.step, o.checkpoint)) end
   return { steps = s.step, losses = s.losses, checkpoint = o.checkpoint, ema = s.ema, interrupted = interrupted,
-           images_per_second = bar.images / math.max(md.progress.now() - bar.start, 1e-9) }
+           images_per_second = bar.images / math.max(trained_seconds(), 1e-9), metrics = last_metrics,
+           run_dir = run.dir }
 end
 
 return trainer
