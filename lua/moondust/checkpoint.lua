@@ -4,7 +4,12 @@
 -- reader can open them. Files are written to "<path>.tmp.<pid>.<n>", synced
 -- and renamed, so a crash never leaves a broken checkpoint behind.
 --
---   md.save(path, model_or_tensors, meta [, {allow_nonfinite = false}])
+--   md.save(path, model_or_tensors [, meta] [, {allow_nonfinite = false}])
+--   (md.save(model, path) is accepted too). A model whose class has a
+--   builder (UNet, EncoderUNet, VAE, FeatureNet, or one registered with
+--   md.checkpoint.register) saves its kind and config, and what md.sample
+--   needs (schedule betas, prediction, image size, class names), so that
+--   md.load gives it back ready to use.
 --   local model, meta = md.load(path [, {allow_nonfinite = false}])  -- a checkpoint with a model config
 --   local tensors, meta = md.load(path)     -- any other safetensors file
 -- Non-finite weights are refused on save and on load unless allowed.
@@ -75,9 +80,28 @@ end
 
 local save_options = { allow_nonfinite = "boolean" }
 
+-- What md.load needs to rebuild a model of a registered class, merged under
+-- the caller's meta (the caller's keys win).
+local function model_meta(obj, meta)
+  local kind = type(obj) == "table" and getmetatable(obj) and checkpoint.kinds[getmetatable(obj).__name]
+  if not kind or type(obj.config) ~= "table" then return meta end
+  local out = { model = kind, config = obj.config, prediction = obj.prediction, image_size = obj.image_size,
+                classes = obj.classes }
+  if type(obj.schedule) == "table" then out.schedule = md.schedule.serialize(obj.schedule)
+  else out.schedule = obj.schedule end
+  for k, v in pairs(meta or {}) do out[k] = v end
+  return out
+end
+
 -- Writes a temporary file and renames it (in C): a crash never leaves a broken file.
 function checkpoint.save(path, obj, meta, opts)
+  if type(path) ~= "string" and type(obj) == "string" then path, obj = obj, path end
   if type(path) ~= "string" then error("save: expected a path, got a " .. type(path), 2) end
+  if type(obj) ~= "table" and not md.is_tensor(obj) then
+    error("save: expected a model or a table of tensors, got a " .. type(obj), 2)
+  end
+  if md.is_tensor(obj) then error("save: expected a model or a table of tensors; put the tensor in a table: {x = t}", 2) end
+  meta = model_meta(obj, meta)
   opts = options.check("save", opts, save_options)
   local tensors = flatten(obj)
   for name, t in pairs(tensors) do tensors[name] = t:detach() end
@@ -128,6 +152,18 @@ checkpoint.builders = {
   vae = function(cfg) return md.vae.VAE(cfg) end,
   feature_net = function(cfg) return md.metrics.FeatureNet(cfg) end,
 }
+-- The kind a module class saves as, by the class's name (Module:extend(name)).
+checkpoint.kinds = { UNet = "unet", EncoderUNet = "encoder_unet", VAE = "vae", FeatureNet = "feature_net" }
+
+-- A user module class saves and loads like moondust's own:
+--   md.checkpoint.register("my_net", MyNet, function(cfg) return MyNet(cfg) end)
+-- (its instances need self.config, the table the builder takes).
+function checkpoint.register(kind, class, builder, validator)
+  if type(kind) ~= "string" or type(class) ~= "table" or not class.__name or type(builder) ~= "function" then
+    error("checkpoint.register: expected (kind, a Module class, builder(cfg) [, validator(cfg, weights)])", 2)
+  end
+  checkpoint.builders[kind], checkpoint.kinds[class.__name], checkpoint.validators[kind] = builder, kind, validator
+end
 
 local function shape_str(shape) return "[" .. table.concat(shape, ", ") .. "]" end
 
@@ -180,7 +216,7 @@ function checkpoint.load(path, opts)
   -- how the model was trained, for md.sample: the stored betas (older
   -- checkpoints name a schedule, always with T = 1000)
   model.schedule = meta.schedule and md.schedule.get(meta.schedule, 1000)
-  model.prediction, model.image_size = meta.prediction, meta.image_size
+  model.prediction, model.image_size, model.classes = meta.prediction, meta.image_size, meta.classes
   return model, meta, tensors
 end
 

@@ -58,15 +58,25 @@ function dist.broadcast_parameters(model)
   if size > 1 then md.no_grad(core.dist_broadcast_, params_of(model), 0) end
 end
 
--- Averages the gradients over ranks (parameters without one count as zero
--- everywhere: each rank must have computed the same set).
-function dist.average_gradients(model)
-  if size == 1 then return end
+-- The gradients of the model as a list (parameters without one left out).
+local function grads_of(model)
   local grads = {}
   for _, p in ipairs(params_of(model)) do
     if p.grad then grads[#grads + 1] = p.grad end
   end
-  core.dist_allreduce_(grads, "mean")
+  return grads
+end
+
+-- Sums the gradients over ranks, for losses each rank has already weighted
+-- by its share of the global batch (the trainer's way with uneven shards).
+function dist.sum_gradients(model)
+  if size > 1 then core.dist_allreduce_(grads_of(model), "sum") end
+end
+
+-- Averages the gradients over ranks (parameters without one count as zero
+-- everywhere: each rank must have computed the same set).
+function dist.average_gradients(model)
+  if size > 1 then core.dist_allreduce_(grads_of(model), "mean") end
 end
 
 -- The rows of a global batch of n that this rank takes: first, count

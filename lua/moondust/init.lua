@@ -40,7 +40,7 @@ for _, name in ipairs(public_core) do
 end
 
 -- Public functions written in Lua, defined below or in the files named:
---   no_grad, enable_grad, save, load, sample, profile (here);
+--   no_grad, enable_grad, save, load, sample, profile, pretrained (here);
 --   tensor, zeros_like, ones_like, full_like, empty_like, rand_like, randn_like (tensor.lua);
 --   dropout, adaptive_avg_pool2d_1, gaussian_kl, one_hot (functional.lua).
 
@@ -94,6 +94,22 @@ function md.save(...) return require("moondust.checkpoint").save(...) end
 function md.load(...) return require("moondust.checkpoint").load(...) end
 function md.sample(...) return require("moondust.sampler").sample(...) end
 function md.profile(...) return require("moondust.profile")(...) end
+
+-- md.pretrained("fashion"): a model that ships with moondust, ready for
+-- md.sample (lua/moondust/assets/<name>_model.safetensors; README says how each
+-- was trained).
+local assets = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/assets/"
+md.pretrained_models = { fashion = "fashion_model.safetensors" }
+function md.pretrained(name)
+  local file = md.pretrained_models[name]
+  if not file then
+    local names = {}
+    for k in pairs(md.pretrained_models) do names[#names + 1] = k end
+    table.sort(names)
+    error(("md.pretrained: no model '%s' (there is: %s)"):format(tostring(name), table.concat(names, ", ")), 2)
+  end
+  return md.load(assets .. file)
+end
 
 package.loaded.moondust = md
 require "moondust.tensor" -- Lua-side tensor methods and creation helpers

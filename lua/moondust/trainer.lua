@@ -26,6 +26,14 @@
 -- md.metrics (eval_net, eval_reference: the shipped Fashion-MNIST network
 -- and test split by default); a run with evaluations ends with one.
 -- Evaluation time does not count against `minutes`.
+--
+-- Under mpirun (md.dist) the same call trains data-parallel: rank 0's
+-- weights go to every rank, every rank reads the same global batch of
+-- batch_size from the loader and takes its shard of the rows, with the
+-- timesteps, noise and label dropout drawn for the whole global batch, so
+-- each example's randomness depends on (seed, step, row) and not on the
+-- number of ranks; gradients are summed in one allreduce; rank 0 decides
+-- when to stop and alone writes checkpoints, grids, logs and evaluations.
 local md = require "moondust"
 local options = require "moondust.options"
 
@@ -46,7 +54,7 @@ local function save_state(o, s)
     model = o.model_kind, config = o.model.config, step = s.step, schedule = md.schedule.serialize(o.sched),
     prediction = o.prediction, loader = s.loader:state(), trainer_rng = s.gen:get_state(),
     global_rng = md.get_rng_state(), ema_updates = s.ema.updates, warmup = s.warm:state(),
-    losses = s.losses, image_size = o.image_size,
+    losses = s.losses, image_size = o.image_size, classes = o.model.classes,
   }
   for k, v in pairs(o.meta or {}) do meta[k] = v end
   md.save(o.checkpoint, { model = o.model, ema = s.ema, opt = s.opt }, meta)
@@ -176,6 +184,13 @@ local function check_options(opts)
   end)(), 2)
 end
 
+-- A number summed over the ranks.
+local function all_sum(v)
+  local t = md.tensor { v }
+  md.dist.allreduce_(t, "sum")
+  return t[1]
+end
+
 -- Found now rather than at the first save, 500 steps or an hour later.
 local function check_writable(dir)
   local made, why = pcall(md.core.mkdir_p, dir)
@@ -203,15 +218,21 @@ function trainer.train(opts)
   local model, cfg = opts.model, opts.model.config
   model.schedule = sched
   o.sched = sched
+  -- the class names, for md.sample(model, {class = "Sneaker"}) after md.load
+  local names = opts.data.classes
+  if cfg.num_classes and type(names) == "table" and #names == cfg.num_classes then model.classes = names end
   local bs = opts.batch_size or 128
   local s = {
     step = 0, losses = {},
     loader = md.data.loader(opts.data, { batch_size = bs, drop_last = true, generator = md.Generator((opts.seed or 0) + 1) }),
     gen = md.Generator((opts.seed or 0) + 2),
   }
-  check_writable(dirname(o.checkpoint))
+  local dist = md.dist
+  local rank, world = dist.init()
+  local main = rank == 0
+  if main then check_writable(dirname(o.checkpoint)) end
   local eval_steps_every, eval_seconds = opts.eval_every or 0, (opts.eval_minutes or 0) * 60
-  local evaluating = eval_steps_every > 0 or eval_seconds > 0
+  local evaluating = main and (eval_steps_every > 0 or eval_seconds > 0)
   local score_opts = { net = opts.eval_net, reference = opts.eval_reference }
   if evaluating then
     local net = opts.eval_net or md.metrics.default_net()
@@ -227,6 +248,7 @@ function trainer.train(opts)
     end
   end
   md.manual_seed(opts.seed or 0)
+  dist.broadcast_parameters(model) -- before the EMA copies them
   s.opt = md.optim.AdamW(model, { lr = opts.lr or 2e-4, weight_decay = opts.weight_decay or 0 })
   s.warm = md.optim.warmup(s.opt, opts.warmup or 200)
   s.ema = md.optim.EMA(model, opts.ema_decay or 0.999)
@@ -234,14 +256,23 @@ function trainer.train(opts)
   if opts.resume ~= false and exists(o.checkpoint) then
     restore_state(o, s)
     last_good = s.step
-    io.stderr:write(("resumed from %s at step %d\n"):format(o.checkpoint, s.step))
+    if main then io.stderr:write(("resumed from %s at step %d\n"):format(o.checkpoint, s.step)) end
   end
-  local run = md.runlog.open(opts.run_dir or opts.samples_dir or o.checkpoint:gsub("%.safetensors$", "") .. "-run",
-                             { fresh = last_good == nil })
+  if world > 1 then -- every rank must go on from the same step (resuming reads the checkpoint on every host)
+    local root_step = md.tensor { s.step }
+    dist.broadcast_(root_step, 0)
+    if root_step[1] ~= s.step then
+      error(("train: rank %d starts at step %d, rank 0 at step %d: resuming needs %s on every host"):format(
+        rank, s.step, root_step[1], o.checkpoint), 0)
+    end
+  end
+  local run = main and md.runlog.open(opts.run_dir or opts.samples_dir or o.checkpoint:gsub("%.safetensors$", "") .. "-run",
+                                      { fresh = last_good == nil }) or nil
   local log_every = opts.log_every or 50
   local window = { loss = 0, steps = 0, images = 0, start = md.progress.now() }
   -- One log line for the steps since the last; `now` ends their time window.
   local function log(metrics, now)
+    if not run then return end
     now = now or md.progress.now()
     local elapsed = now - window.start
     run:log { step = s.step, loss = window.steps > 0 and window.loss / window.steps or nil, lr = s.opt.lr,
@@ -274,14 +305,16 @@ function trainer.train(opts)
   local max_steps = opts.steps or math.huge
   loop_start = md.progress.now()
   deadline = opts.minutes and loop_start + 60 * opts.minutes or math.huge
-  local bar = md.progress.new { total = opts.steps, label = "train", quiet = opts.progress == false }
+  local bar = md.progress.new { total = opts.steps, label = "train", quiet = opts.progress == false or not main }
   local every, ck_every = opts.sample_every or 0, opts.checkpoint_every or 500
   model:train()
   -- Ctrl-C finishes the step, saves and stops; the handler goes with this scope, even on errors
   md.core.catch_interrupt(true)
   local _ <close> = setmetatable({}, { __close = function() md.core.catch_interrupt(false) end })
   local interrupted = false
-  while s.step < max_steps and md.progress.now() < deadline and not interrupted do
+  local first, count = dist.shard(bs) -- this rank's rows of every global batch
+  local stop = s.step >= max_steps
+  while not stop do
     local x0, y = s.loader:next()
     local n = x0:size(1)
     local t = s.gen:randint(0, sched.T, { n })
@@ -292,10 +325,16 @@ function trainer.train(opts)
     else
       y = nil
     end
+    if world > 1 then
+      x0, t, noise = x0:narrow(1, first, count), t:narrow(1, first, count), noise:narrow(1, first, count)
+      if y then y = y:narrow(1, first, count) end
+    end
     local xt = md.q_sample(x0, t, noise, sched.alphas_cumprod)
     local target = o.prediction == "v" and md.v_target(x0, t, noise, sched.alphas_cumprod) or noise
     local loss = md.mse_loss(model(xt, t, y), target)
+    if world > 1 then loss = loss * (count / n) end -- the shard's part of the global batch's mean
     local lv = loss:item()
+    if world > 1 then lv = all_sum(lv) end
     if lv ~= lv or lv == math.huge or lv == -math.huge then
       bar:finish()
       error(("train: the loss became %s at step %d; stopped. The last good checkpoint is %s (step %s)"):format(
@@ -303,6 +342,7 @@ function trainer.train(opts)
     end
     s.opt:zero_grad()
     loss:backward()
+    if world > 1 then dist.sum_gradients(model) end
     md.optim.clip_grad_norm(s.opt.params, opts.grad_clip or 1.0)
     s.opt:step()
     if not finite_params(model) then -- checked after the update: only finite weights are ever saved
@@ -324,26 +364,30 @@ function trainer.train(opts)
       log()
       if s.step % (10 * log_every) == 0 then run:plot() end
     end
-    if every > 0 and s.step % every == 0 then
+    if main and every > 0 and s.step % every == 0 then
       trainer.sample_grid(model, s.ema, ("%s/samples_%06d.png"):format(opts.samples_dir or "out", s.step), sample_opts)
     end
     if ck_every > 0 and s.step % ck_every == 0 then
-      save_state(o, s)
+      if main then save_state(o, s) end
       last_good = s.step
     end
     interrupted = md.core.interrupted()
+    -- rank 0's clock and Ctrl-C decide for everyone (1 = stop, 2 = interrupted)
+    local verdict = main and ((interrupted and 2) or ((s.step >= max_steps or md.progress.now() >= deadline) and 1) or 0) or 0
+    if world > 1 then verdict = all_sum(verdict) end
+    stop, interrupted = verdict > 0, verdict == 2
   end
   bar:finish()
-  save_state(o, s)
+  if main then save_state(o, s) end
   if evaluating and not interrupted and last_eval_step ~= s.step then evaluate()
-  else
+  elseif run then
     if window.steps > 0 then log() end
     run:plot()
   end
   if interrupted then io.stderr:write(("interrupted: saved step %d to %s\n"):format(s.step, o.checkpoint)) end
   return { steps = s.step, losses = s.losses, checkpoint = o.checkpoint, ema = s.ema, interrupted = interrupted,
            images_per_second = bar.images / math.max(trained_seconds(), 1e-9), metrics = last_metrics,
-           run_dir = run.dir }
+           run_dir = run and run.dir }
 end
 
 return trainer

@@ -1,5 +1,5 @@
 -- Run under mpirun by tests/lua/test_dist.lua: one case per invocation.
---   mpirun -np 2 lua5.4 tests/dist/worker.lua CASE [OUT]
+--   mpirun -np 2 lua5.4 tests/dist/worker.lua CASE [OUT [STEPS [resume]]]
 local md = require "moondust"
 local dist = md.dist
 local case, out = arg[1], arg[2]
@@ -68,6 +68,42 @@ function cases.train()
     for _, l in ipairs(losses) do f:write(("%.9g\n"):format(l)) end
     f:close()
   end
+end
+
+-- md.trainer.train under mpirun: OUT gets the loss curve (rank 0 writes it).
+-- STEPS steps in all; with RESUME = "resume", first STEPS // 2, then the rest
+-- resumed from the checkpoint.
+function cases.trainer()
+  local steps, resume = tonumber(arg[3]), arg[4] == "resume"
+  local g = md.Generator(5)
+  local ds = { images = g:randn { 48, 1, 8, 8 }:clamp(-1, 1), labels = g:randint(0, 10, { 48 }), n = 48 }
+  local cfg = { model_channels = 8, channel_mult = { 1, 2 }, num_res_blocks = 1, attention_resolutions = {},
+                num_head_channels = 8, norm_groups = 4 }
+  local function run(n, again)
+    md.manual_seed(0)
+    return md.trainer.train { model = md.nn.UNet(cfg), data = ds, steps = n, batch_size = 12, warmup = 2,
+                              checkpoint = out .. ".ck.safetensors", resume = again, checkpoint_every = 0,
+                              progress = false, sample_every = 0, run_dir = out .. ".run" }
+  end
+  if resume then run(steps // 2, false) end
+  local r = run(steps, resume)
+  if dist.is_main() then
+    local f = assert(io.open(out, "w"))
+    for _, l in ipairs(r.losses) do f:write(("%.9g\n"):format(l)) end
+    f:close()
+  end
+end
+
+-- md.sample over the ranks: 5 images (3 + 2), written by rank 0 as safetensors.
+function cases.sample()
+  md.manual_seed(0)
+  local model = md.nn.UNet { model_channels = 8, channel_mult = { 1, 2 }, num_res_blocks = 1, attention_resolutions = {},
+                             num_head_channels = 8, norm_groups = 4, num_classes = 3, image_size = 8 }
+  model.image_size = 8
+  local x = md.sample(model, { n = 5, class = { 0, 1, 2, 0, 1 }, steps = 3, guidance = 2, seed = 11, batch_size = 1,
+                               progress = false, distributed = true })
+  assert(x:size(1) == 5, "every rank gets all images")
+  if dist.is_main() then md.save(out, { x = x }) end
 end
 
 dist.run(cases[case] or error("no case " .. tostring(case)))

@@ -37,6 +37,61 @@ T.test("a misspelled option is an error naming the nearest", function()
     "unknown option 'allow_nan'")
 end)
 
+T.test("md.sample checks its options, labels and class names", function()
+  local m = md.nn.UNet(tiny_cfg { num_classes = 3, image_size = 8 })
+  m.image_size = 8
+  m.classes = { "T-shirt/top", "Ankle boot", "Bag" }
+  local base = { n = 2, steps = 2, progress = false, seed = 4 }
+  local function with(extra)
+    local o = {}
+    for k, v in pairs(base) do o[k] = v end
+    for k, v in pairs(extra) do o[k] = v end
+    return o
+  end
+  T.errors(function() md.sample(m, with { gudiance = 3 }) end, "did you mean 'guidance'")
+  T.errors(function() md.sample(m, 5) end, "expected an options table, got a number")
+  T.errors(function() md.sample({ w = md.zeros { 2 } }, base) end, "expected a model")
+  T.errors(function() md.sample(m, with { n = 0 }) end, "n must be at least 1")
+  T.errors(function() md.sample(m, with { class = 3 }) end, "class must be 0 to 2")
+  T.errors(function() md.sample(m, with { class = { 0, 1, 2 } }) end, "3 class labels for 2 images")
+  T.errors(function() md.sample(m, with { steps = 1001 }) end, "steps must be 1 to 1000")
+  T.errors(function() md.sample(m, with { sampler = "ddmi" }) end, "did you mean 'ddim'")
+  T.errors(function() md.sample(m, with { class = "boots" }) end, "no class 'boots'")
+  local by_label = md.sample(m, with { class = 1 })
+  T.near(md.sample(m, with { class = "ankle boot" }), by_label, 0, "a name, in any case")
+  T.near(md.sample(m, with { class = { "T-shirt", "bag" } }), md.sample(m, with { class = { 0, 2 } }), 0, "a list of names")
+  m.classes = nil
+  T.errors(function() md.sample(m, with { class = "bag" }) end, "stores no class names")
+  local u = md.nn.UNet(tiny_cfg { image_size = 8, num_classes = false })
+  T.errors(function() md.sample(u, with { class = 1 }) end, "unconditional")
+  m:train()
+  T.errors(function() md.sample(m, with { cond_fn = function() error("stop here") end }) end, "stop here")
+  T.truthy(m.training, "the model is back in training mode after an error")
+end)
+
+T.test("md.save(path, model) comes back from md.load ready to sample, in either argument order", function()
+  local m = md.nn.UNet(tiny_cfg { num_classes = 3, image_size = 8 })
+  m.image_size, m.classes, m.schedule = 8, { "a", "b", "c" }, md.schedule.cosine { T = 300 }
+  md.save(path("own.safetensors"), m)
+  md.save(m, path("own2.safetensors"))
+  for _, name in ipairs { "own.safetensors", "own2.safetensors" } do
+    local back = md.load(path(name))
+    T.truthy(md.nn.Module.is_module(back), name .. " is a model")
+    T.eq(back.schedule.T, 300)
+    local opts = { n = 1, class = "b", steps = 2, progress = false }
+    T.near(md.sample(back, opts), md.sample(m, opts), 0, "the same model")
+  end
+  local Tiny = md.nn.Module:extend("TinyUserNet")
+  function Tiny:init(cfg) self.config = cfg; self.w = self:add_parameter("w", md.ones { cfg.k }) end
+  function Tiny:forward(x) return x * self.w end
+  md.checkpoint.register("tiny_user_net", Tiny, function(cfg) return Tiny(cfg) end)
+  md.save(path("user.safetensors"), Tiny { k = 3 })
+  local u = md.load(path("user.safetensors"))
+  T.eq(getmetatable(u).__name, "TinyUserNet")
+  T.eq(u.config.k, 3)
+  T.errors(function() md.save(path("t.safetensors"), md.zeros { 2 }) end, "put the tensor in a table")
+end)
+
 T.test("U-Net sizes and numbers are checked by name at construction", function()
   T.errors(function() md.nn.UNet { model_channels = 0 } end, "model_channels must be 1 to 4096, got 0")
   T.errors(function() md.nn.UNet { model_channels = -20 } end, "model_channels must be 1 to 4096, got -20")
