@@ -202,13 +202,16 @@ function cli.train(o)
   local model = md.nn.UNet { in_channels = data.images:size(2), out_channels = data.images:size(2),
                              model_channels = o.channels, num_classes = classes, dropout = o.dropout,
                              image_size = { data.images:size(3), data.images:size(4) } }
-  io.stderr:write(("U-Net: %d parameters, %d training images\n"):format(model:num_parameters(), data.n))
+  if md.dist.is_main() then
+    io.stderr:write(("U-Net: %d parameters, %d training images\n"):format(model:num_parameters(), data.n))
+  end
   local r = md.trainer.train {
     model = model, data = data, minutes = o.minutes or (not o.steps and 10 or nil), steps = o.steps,
     checkpoint = checkpoint, resume = not o.fresh, batch_size = o.batch_size, lr = o.lr, schedule = o.schedule,
     sample_every = o.sample_every, seed = o.seed, samples_dir = o.run_dir, run_dir = o.run_dir,
     eval_every = o.eval_every, eval_minutes = o.eval_minutes, eval_n = o.eval_n, eval_steps = o.eval_steps,
   }
+  if not md.dist.is_main() then return end
   print(("trained to step %d (%.1f images/s); checkpoint %s; run folder %s"):format(r.steps, r.images_per_second,
     r.checkpoint, r.run_dir))
   if r.metrics then print(md.metrics.format(r.metrics)) end
@@ -320,6 +323,10 @@ end
 
 function cli.main(args)
   local status = cli.run(args)
+  if md.dist.size() > 1 then -- under mpirun: end MPI properly, or end every rank when this one failed
+    if status ~= 0 then md.core.dist_abort(status) end
+    md.dist.finalize()
+  end
   if status ~= 0 then os.exit(status) end
 end
 
