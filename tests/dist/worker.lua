@@ -74,7 +74,8 @@ end
 -- STEPS steps in all; with RESUME = "resume", first STEPS // 2, then the rest
 -- resumed from the checkpoint.
 function cases.trainer()
-  local steps, resume = tonumber(arg[3]), arg[4] == "resume"
+  -- "resume": half, then resumed here; "continue": resume from what an earlier run left
+  local steps, resume, continue = tonumber(arg[3]), arg[4] == "resume", arg[4] == "continue"
   local g = md.Generator(5)
   local ds = { images = g:randn { 48, 1, 8, 8 }:clamp(-1, 1), labels = g:randint(0, 10, { 48 }), n = 48 }
   local cfg = { model_channels = 8, channel_mult = { 1, 2 }, num_res_blocks = 1, attention_resolutions = {},
@@ -86,7 +87,7 @@ function cases.trainer()
                               progress = false, sample_every = 0, run_dir = out .. ".run" }
   end
   if resume then run(steps // 2, false) end
-  local r = run(steps, resume)
+  local r = run(steps, resume or continue)
   if dist.is_main() then
     local f = assert(io.open(out, "w"))
     for _, l in ipairs(r.losses) do f:write(("%.9g\n"):format(l)) end

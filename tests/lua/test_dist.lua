@@ -59,7 +59,7 @@ end)
 -- three ranks, oversubscribed), the same loss curve as one rank, within
 -- float rounding for the reason above; and a resumed 2-rank run continues
 -- the uninterrupted one (same data order, noise and optimizer state).
-T.test("md.trainer.train: 2 and 3 ranks match 1 rank, and a resumed 2-rank run matches", function()
+T.test("md.trainer.train: 2 and 3 ranks match 1 rank, and resumed runs (2 ranks; 1 then 3 ranks) match", function()
   local base = os.tmpname()
   local curves = {}
   for _, case in ipairs { { 1, "" }, { 2, "" }, { 3, "" }, { 2, "resume" } } do
@@ -68,7 +68,12 @@ T.test("md.trainer.train: 2 and 3 ranks match 1 rank, and a resumed 2-rank run m
     T.truthy(ok, text)
     curves[#curves + 1] = read_curve(out)
   end
-  for c = 2, 4 do
+  -- 4 steps on one rank, resumed on three
+  local ok1, t1 = mpirun(1, ("trainer %s_switch 4"):format(base))
+  local ok3, t3 = mpirun(3, ("trainer %s_switch 8 continue"):format(base))
+  T.truthy(ok1 and ok3, t1 .. t3)
+  curves[#curves + 1] = read_curve(base .. "_switch")
+  for c = 2, 5 do
     T.eq(#curves[c], 8)
     for i = 1, 8 do T.near(curves[c][i], curves[1][i], 1e-5 * math.abs(curves[1][i]), ("curve %d, step %d"):format(c, i)) end
   end
