@@ -53,7 +53,7 @@ cli.flags.sample = {
   { "sampler", "string", "ddim", "sampler", choices = { "ddim", "ddpm", "dpmpp_2m" } },
   { "steps", "integer", nil, "sampling steps", min = 1, default_text = "50 for ddim, 1000 for ddpm" },
   { "guidance", "number", 3, "classifier-free guidance scale", min = 0 },
-  { "eta", "number", 0, "DDIM eta", min = 0 },
+  { "eta", "number", nil, "DDIM eta (ddim only)", min = 0, default_text = "0" },
   { "seed", "integer", 1, "first per-image seed" },
   { "nrow", "integer", 10, "images per grid row", min = 1 },
   { "singles", "string", nil, "also write each image as DIR/<i>.png", meta = "DIR" },

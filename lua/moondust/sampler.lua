@@ -123,6 +123,12 @@ function sampler.sample_batch(model, gens, y, opts)
   local bar = opts.bar
   local state = {}
   local s = { md = md, opts = opts, clip = clip, noise = function() return draw(gens, shape) end }
+  -- classifier guidance as a score shift, for the samplers that work in eps:
+  -- eps <- eps - sqrt(1 - ab) * grad, then x0 again (-> x0, eps; unchanged without grad)
+  function s.shifted()
+    if not s.grad then return s.x0, s.eps end
+    return md.pred_to_x0_eps(s.x, s.eps - s.grad * math.sqrt(1 - s.ab_t), s.ab_t, "eps", clip)
+  end
   for i = #ts, 1, -1 do
     local t, ab_t, ab_prev = ts[i], ab[i], i > 1 and ab[i - 1] or 1.0
     local out = md.no_grad(predict, model, x, t, y, opts, null_class)
@@ -155,7 +161,16 @@ function sampler.sample(model, opts)
   options.number("sample", "guidance", opts.guidance, 0)
   options.integer("sample", "seed", opts.seed)
   options.integer("sample", "batch_size", opts.batch_size, 1)
+  -- options that only one sampler reads are errors elsewhere, not ignored
+  if opts.eta ~= nil and kind ~= "ddim" then error(("sample: eta is DDIM's; the %s sampler has none"):format(kind), 2) end
+  if opts.variance ~= nil and kind ~= "ddpm" then
+    error(("sample: variance is DDPM's; the %s sampler has none"):format(kind), 2)
+  end
   local base = md.schedule.get(opts.schedule or model.schedule or "linear", opts.T or 1000)
+  if opts.T and base.T ~= opts.T then
+    error(("sample: T = %d, but the schedule has T = %d (T only applies to a schedule given by name)"):format(
+      opts.T, base.T), 2)
+  end
   local steps = options.integer("sample", "steps", opts.steps, 1, base.T) or (kind == "ddpm" and base.T or 50)
   local o = setmetatable({ sched = md.schedule.respace(base, steps),
                            shape = opts.shape or { cfg.in_channels or 1, model.image_size or 28, model.image_size or 28 },

@@ -2,13 +2,11 @@
 -- ODE, one Euler step in sigma); eta = 1 has DDPM's noise level.
 -- A sampler is {step = function(state, s) -> x_prev}; s holds x, x0, eps,
 -- ab_t, ab_prev, the step index i (counting down to 1), grad (classifier
--- guidance, or nil), noise() (fresh per-image noise), opts and clip.
+-- guidance, or nil), shifted() (x0 and eps with grad applied as a score
+-- shift), noise() (fresh per-image noise), opts and clip.
 return {
   step = function(_, s)
-    local x0, eps = s.x0, s.eps
-    if s.grad then -- shift the score: eps <- eps - sqrt(1 - ab) * grad, then x0 again
-      x0, eps = s.md.pred_to_x0_eps(s.x, eps - s.grad * math.sqrt(1 - s.ab_t), s.ab_t, "eps", s.clip)
-    end
+    local x0, eps = s.shifted()
     local eta = s.opts.eta or 0
     local noise = (eta > 0 and s.i > 1) and s.noise() or nil
     return s.md.ddim_step(x0, eps, s.ab_t, s.ab_prev, eta, noise)

@@ -10,10 +10,7 @@ local function lambda(ab) return 0.5 * math.log(ab / (1 - ab)) end
 
 return {
   step = function(state, s)
-    local md, x0 = s.md, s.x0
-    if s.grad then
-      x0 = md.pred_to_x0_eps(s.x, s.eps - s.grad * math.sqrt(1 - s.ab_t), s.ab_t, "eps", s.clip)
-    end
+    local x0 = s.shifted()
     if s.ab_prev >= 1 then -- the last step lands on the data: sigma = 0
       state.x0_before, state.h_before = nil, nil
       return x0
