@@ -22,9 +22,9 @@ void md_v_target(const float *x0, const float *noise, const float *t, const floa
   }
 }
 
-void md_pred_to_x0_eps(const float *x, const float *out, int64_t n, float ab, md_prediction kind, bool clip,
+void md_pred_to_x0_eps(const float *x, const float *out, int64_t n, double ab, md_prediction kind, bool clip,
                        float *x0, float *eps) {
-  const float sa = sqrtf(ab), sb = sqrtf(1.0f - ab);
+  const float sa = (float)sqrt(ab), sb = (float)sqrt(1.0 - ab);
 #pragma omp parallel for if (n > MD_PAR_MIN) schedule(static)
   for (int64_t j = 0; j < n; j++) {
     float p, e;
@@ -42,14 +42,14 @@ void md_pred_to_x0_eps(const float *x, const float *out, int64_t n, float ab, md
   }
 }
 
-void md_ddpm_step(const float *x, const float *x0, const float *noise, const float *shift, int64_t n, float ab_t,
-                  float ab_prev, bool large_variance, bool last, float *out) {
-  const float beta = 1.0f - ab_t / ab_prev, alpha = 1.0f - beta;
-  const float c0 = beta * sqrtf(ab_prev) / (1.0f - ab_t), ct = (1.0f - ab_prev) * sqrtf(alpha) / (1.0f - ab_t);
+void md_ddpm_step(const float *x, const float *x0, const float *noise, const float *shift, int64_t n, double ab_t,
+                  double ab_prev, bool large_variance, bool last, float *out) {
+  const double beta = 1.0 - ab_t / ab_prev, alpha = 1.0 - beta;
+  const float c0 = (float)(beta * sqrt(ab_prev) / (1.0 - ab_t)), ct = (float)((1.0 - ab_prev) * sqrt(alpha) / (1.0 - ab_t));
   /* the posterior variance is 0 at the last step; ADM's "large" variance
      uses the posterior's value there too, so no step ever adds noise last */
-  const float posterior = beta * (1.0f - ab_prev) / (1.0f - ab_t);
-  const float var = large_variance && !last ? beta : posterior;
+  const double posterior = beta * (1.0 - ab_prev) / (1.0 - ab_t);
+  const float var = (float)(large_variance && !last ? beta : posterior);
   const float sd = last ? 0.0f : sqrtf(var);
 #pragma omp parallel for if (n > MD_PAR_MIN) schedule(static)
   for (int64_t j = 0; j < n; j++) {
@@ -59,10 +59,10 @@ void md_ddpm_step(const float *x, const float *x0, const float *noise, const flo
   }
 }
 
-void md_ddim_step(const float *x0, const float *eps, const float *noise, int64_t n, float ab_t, float ab_prev,
-                  float eta, float *out) {
-  const float sigma = eta * sqrtf((1.0f - ab_prev) / (1.0f - ab_t)) * sqrtf(1.0f - ab_t / ab_prev);
-  const float c0 = sqrtf(ab_prev), ce = sqrtf(fmaxf(1.0f - ab_prev - sigma * sigma, 0.0f));
+void md_ddim_step(const float *x0, const float *eps, const float *noise, int64_t n, double ab_t, double ab_prev,
+                  double eta, float *out) {
+  const double sd = eta * sqrt((1.0 - ab_prev) / (1.0 - ab_t)) * sqrt(1.0 - ab_t / ab_prev);
+  const float sigma = (float)sd, c0 = (float)sqrt(ab_prev), ce = (float)sqrt(fmax(1.0 - ab_prev - sd * sd, 0.0));
 #pragma omp parallel for if (n > MD_PAR_MIN) schedule(static)
   for (int64_t j = 0; j < n; j++) out[j] = c0 * x0[j] + ce * eps[j] + (noise && sigma > 0 ? sigma * noise[j] : 0.0f);
 }

@@ -2,7 +2,8 @@
  * Notation (Ho et al. 2020; Song et al. 2021): ab = alpha-bar (cumulative
  * product of 1 - beta), x_t = sqrt(ab) x0 + sqrt(1 - ab) eps. During
  * sampling every image is at the same step, so the step kernels take the
- * schedule values as scalars; training draws t per image, so q_sample takes
+ * schedule values as scalars (doubles: near alpha-bar = 1, as with EDM's
+ * sigma_min, 1 - ab in float would lose most of its digits); training draws t per image, so q_sample takes
  * per-image timesteps and the whole alpha-bar table. */
 #ifndef MD_DIFFUSION_H
 #define MD_DIFFUSION_H
@@ -19,7 +20,7 @@ typedef enum { MD_PRED_EPS, MD_PRED_X0, MD_PRED_V, MD_PRED_COUNT } md_prediction
 
 /* From the model output to (x0, eps) at alpha-bar ab; optionally clips x0
  * to [-1, 1] and recomputes eps from the clipped x0 (as ADM does). */
-void md_pred_to_x0_eps(const float *x, const float *out, int64_t n, float ab, md_prediction kind, bool clip,
+void md_pred_to_x0_eps(const float *x, const float *out, int64_t n, double ab, md_prediction kind, bool clip,
                        float *x0, float *eps);
 
 /* The v target for training v-prediction models: v = sqrt(ab) eps - sqrt(1-ab) x0, per image. */
@@ -30,11 +31,11 @@ void md_v_target(const float *x0, const float *noise, const float *t, const floa
  * the posterior mean, plus `shift` (classifier guidance, may be NULL)
  * scaled by the variance, plus sqrt(variance) * noise unless last.
  * large_variance picks beta_t instead of the posterior variance. */
-void md_ddpm_step(const float *x, const float *x0, const float *noise, const float *shift, int64_t n, float ab_t,
-                  float ab_prev, bool large_variance, bool last, float *out);
+void md_ddpm_step(const float *x, const float *x0, const float *noise, const float *shift, int64_t n, double ab_t,
+                  double ab_prev, bool large_variance, bool last, float *out);
 
 /* DDIM step (eta = 0: deterministic) from x_t and (x0, eps). */
-void md_ddim_step(const float *x0, const float *eps, const float *noise, int64_t n, float ab_t, float ab_prev,
-                  float eta, float *out);
+void md_ddim_step(const float *x0, const float *eps, const float *noise, int64_t n, double ab_t, double ab_prev,
+                  double eta, float *out);
 
 #endif

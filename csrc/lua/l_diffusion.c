@@ -60,9 +60,10 @@ static int f_v_target(lua_State *L) {
   return mdl_push(L, y);
 }
 
-static float check_ab(lua_State *L, int idx, const char *op) {
-  float ab = (float)luaL_checknumber(L, idx);
-  if (!(ab > 0 && ab <= 1)) luaL_error(L, "%s: alpha-bar must be in (0, 1], got %f", op, ab);
+/* alpha-bar in [0, 1]; 0 is the last step of a zero-terminal-SNR schedule */
+static double check_ab(lua_State *L, int idx, const char *op) {
+  double ab = luaL_checknumber(L, idx);
+  if (!(ab >= 0 && ab <= 1)) luaL_error(L, "%s: alpha-bar must be in [0, 1], got %f", op, ab);
   return ab;
 }
 
@@ -73,9 +74,12 @@ static int f_pred_to_x0_eps(lua_State *L) {
   static_assert(sizeof kinds / sizeof *kinds == MD_PRED_COUNT + 1, "a prediction kind without a name");
   md_tensor *x = mdl_values(L, 1), *out = mdl_values(L, 2);
   same_shape(L, x, out, "pred_to_x0_eps", "the model output");
-  float ab = check_ab(L, 3, "pred_to_x0_eps");
+  double ab = check_ab(L, 3, "pred_to_x0_eps");
   if (ab >= 1) luaL_error(L, "pred_to_x0_eps: alpha-bar must be below 1");
   int kind = luaL_checkoption(L, 4, "eps", kinds);
+  if (ab == 0 && kind == MD_PRED_EPS)
+    luaL_error(L, "pred_to_x0_eps: at alpha-bar 0 (zero terminal SNR) the noise says nothing about x0; "
+                  "use v or x0 prediction");
   md_tensor *x0 = new_like(L, x);
   mdl_push(L, x0);
   md_tensor *eps = new_like(L, x);
@@ -91,7 +95,7 @@ static int f_ddpm_step(lua_State *L) {
   same_shape(L, x, x0, "ddpm_step", "x0");
   if (noise) same_shape(L, x, noise, "ddpm_step", "noise");
   if (shift) same_shape(L, x, shift, "ddpm_step", "the guidance shift");
-  float ab_t = check_ab(L, 3, "ddpm_step"), ab_prev = check_ab(L, 4, "ddpm_step");
+  double ab_t = check_ab(L, 3, "ddpm_step"), ab_prev = check_ab(L, 4, "ddpm_step");
   if (!(ab_prev > ab_t)) luaL_error(L, "ddpm_step: alpha-bar must grow towards t = 0 (%f then %f)", ab_t, ab_prev);
   md_tensor *y = new_like(L, x);
   md_ddpm_step(md_data(x), md_data(x0), noise ? md_data(noise) : NULL, shift ? md_data(shift) : NULL, x->numel, ab_t,
@@ -104,8 +108,8 @@ static int f_ddim_step(lua_State *L) {
   md_tensor *x0 = mdl_values(L, 1), *eps = mdl_values(L, 2), *noise = opt_values(L, 6);
   same_shape(L, x0, eps, "ddim_step", "eps");
   if (noise) same_shape(L, x0, noise, "ddim_step", "noise");
-  float ab_t = check_ab(L, 3, "ddim_step"), ab_prev = check_ab(L, 4, "ddim_step");
-  float eta = (float)luaL_optnumber(L, 5, 0);
+  double ab_t = check_ab(L, 3, "ddim_step"), ab_prev = check_ab(L, 4, "ddim_step");
+  double eta = luaL_optnumber(L, 5, 0);
   if (ab_t >= 1) luaL_error(L, "ddim_step: alpha-bar at t must be below 1");
   md_tensor *y = new_like(L, x0);
   md_ddim_step(md_data(x0), md_data(eps), noise ? md_data(noise) : NULL, x0->numel, ab_t, ab_prev, eta, md_data(y));

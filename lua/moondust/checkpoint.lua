@@ -87,7 +87,8 @@ local function model_meta(obj, meta)
   if not kind or type(obj.config) ~= "table" then return meta end
   local out = { model = kind, config = obj.config, prediction = obj.prediction, image_size = obj.image_size,
                 classes = obj.classes }
-  if type(obj.schedule) == "table" then out.schedule = md.schedule.serialize(obj.schedule)
+  if obj.diffusion then out.diffusion = obj.diffusion:serialize()
+  elseif type(obj.schedule) == "table" then out.schedule = md.schedule.serialize(obj.schedule)
   else out.schedule = obj.schedule end
   for k, v in pairs(meta or {}) do out[k] = v end
   return out
@@ -213,10 +214,12 @@ function checkpoint.load(path, opts)
   local model = build(cfg)
   model:load_state_dict(weights)
   model:eval()
-  -- how the model was trained, for md.sample: the stored betas (older
-  -- checkpoints name a schedule, always with T = 1000)
-  model.schedule = meta.schedule and md.schedule.get(meta.schedule, 1000)
-  model.prediction, model.image_size, model.classes = meta.prediction, meta.image_size, meta.classes
+  -- how the model was trained, for md.sample: its diffusion (older
+  -- checkpoints store the betas, or name a schedule, always with T = 1000)
+  local ok, d = pcall(md.diffusion.from_meta, meta)
+  if not ok then error(("load: %s: bad diffusion metadata: %s"):format(path, tostring(d):gsub("^[^:]*:%d+: ", "")), 2) end
+  md.diffusion.attach(model, d)
+  model.image_size, model.classes = meta.image_size, meta.classes
   return model, meta, tensors
 end
 

@@ -72,7 +72,8 @@ local submodules = {
   schedule = "moondust.schedule", sampler = "moondust.sampler", guidance = "moondust.guidance",
   vae = "moondust.vae", checkpoint = "moondust.checkpoint", progress = "moondust.progress",
   trainer = "moondust.trainer", repl = "moondust.repl", options = "moondust.options", dist = "moondust.dist",
-  metrics = "moondust.metrics", runlog = "moondust.runlog",
+  metrics = "moondust.metrics", runlog = "moondust.runlog", diffusion = "moondust.diffusion",
+  samplers = "moondust.samplers", edit = "moondust.edit",
 }
 md.submodules = submodules
 setmetatable(md, {

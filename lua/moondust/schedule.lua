@@ -6,7 +6,8 @@
 -- md.schedule.scaled_linear{T = 1000, beta_start = 0.00085, beta_end = 0.012} (latent diffusion)
 -- md.schedule.from_betas(function(t, T) return beta end, T)
 -- md.schedule.from_alpha_bar(function(t, T) return alpha_bar end, T)  (t continuous in [0, 1])
--- md.schedule.respace(sched, steps [, "even" | "ddim"]): sample with fewer steps.
+-- md.schedule.respace(sched, steps [, "even" | "ddim" | "trailing"]): sample with fewer steps.
+-- md.schedule.rescale_zero_terminal_snr(sched): alpha-bar_T = 0 (Lin et al. 2024).
 -- md.schedule.serialize(sched) -> {kind, betas}: what checkpoints store (the
 -- betas themselves, so any schedule comes back exactly); md.schedule.get
 -- takes it back.
@@ -21,7 +22,10 @@ local function build(betas, ts, kind)
   local ab, alphas, prod = {}, {}, 1.0
   for i = 1, T do
     local b = betas[i]
-    if not (b > 0 and b < 1) then error(("schedule: beta %d is %s; betas must be in (0, 1)"):format(i, tostring(b)), 3) end
+    -- beta = 1 ends a zero-terminal-SNR schedule (alpha-bar_T = 0); anywhere else it would erase the data
+    if not (b > 0 and (b < 1 or (b == 1 and i == T))) then
+      error(("schedule: beta %d is %s; betas must be in (0, 1) (the last may be 1)"):format(i, tostring(b)), 3)
+    end
     alphas[i] = 1 - b
     prod = prod * (1 - b)
     ab[i] = prod
@@ -85,15 +89,22 @@ function schedule.cosine(opts)
     opts.T or 1000, opts.max_beta or 0.999, "cosine")
 end
 
--- Model timesteps for sampling with `steps` steps: "even" spreads them from
--- 0 to T-1 with rounding (improved-diffusion's space_timesteps); "ddim"
--- takes every (T // steps)-th from 0 (DDIM's uniform skip).
+-- Model timesteps for sampling with `steps` steps, in increasing order:
+-- "even" spreads them from 0 to T-1 with rounding (improved-diffusion's
+-- space_timesteps; diffusers' "linspace"); "ddim" takes every
+-- (T // steps)-th from 0 (DDIM's uniform skip; diffusers' "leading");
+-- "trailing" steps down from T - 1 by T / steps (Lin et al. 2024), so
+-- that the first step starts at the last timestep.
 function schedule.spacing(T, steps, mode)
   options.integer("schedule", "steps", steps)
-  options.choice("schedule", "spacing", mode, { "even", "ddim" })
+  options.choice("schedule", "spacing", mode, { "even", "ddim", "trailing" })
   if steps < 1 or steps > T then error(("schedule: cannot take %d steps out of %d"):format(steps, T), 2) end
   local ts = {}
-  if mode == "ddim" then
+  if mode == "trailing" then
+    local stride = T / steps
+    for i = steps, 1, -1 do ts[#ts + 1] = math.floor(i * stride + 0.5) - 1 end
+    table.sort(ts)
+  elseif mode == "ddim" then
     local stride = T // steps
     for i = 0, steps - 1 do ts[#ts + 1] = i * stride end
   else
@@ -122,6 +133,25 @@ function schedule.respace(sched, steps, mode)
   local out = build(betas, ts, sched.kind)
   out.parent_T = sched.T
   return out
+end
+
+-- The betas rescaled so that sqrt(alpha-bar) keeps its value at t = 0 and
+-- falls to exactly 0 at T - 1 (Lin et al. 2024, "Common diffusion noise
+-- schedules and sample steps are flawed", Algorithm 1): the model is then
+-- trained on pure noise at the last step, as sampling starts from it.
+function schedule.rescale_zero_terminal_snr(sched)
+  local ab, T = sched.ab, sched.T
+  if T < 2 then error("schedule: zero terminal SNR needs T >= 2", 2) end
+  local first, last = math.sqrt(ab[1]), math.sqrt(ab[T])
+  local betas, prev = {}, 1.0
+  for i = 1, T do
+    local r = (math.sqrt(ab[i]) - last) * first / (first - last)
+    local a = i == T and 0 or r * r
+    betas[i] = 1 - a / prev
+    prev = a
+  end
+  betas[T] = 1
+  return build(betas, nil, sched.kind .. "+zero_snr")
 end
 
 -- What a checkpoint stores: the betas as doubles (JSON keeps 17 digits).

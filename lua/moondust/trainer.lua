@@ -1,14 +1,17 @@
--- The DDPM trainer shared by examples/ddpm_fashion.lua and scripts/moondust:
--- noise-prediction MSE at t drawn uniformly from 0..T-1, AdamW with warm-up,
+-- The diffusion trainer shared by examples/ddpm_fashion.lua and scripts/moondust:
+-- the diffusion's loss (md.diffusion: DDPM-family objectives or EDM), AdamW with warm-up,
 -- gradient clipping, EMA, label dropout for classifier-free guidance, a
 -- progress bar, sample grids and checkpoints that resume exactly.
 --
 --   md.trainer.train{model = md.nn.UNet{...}, data = md.data.fashion_mnist{},
 --                    steps = 10000 or minutes = 10, checkpoint = "checkpoints/ddpm.safetensors"}
 --
--- Options (defaults): schedule ("linear", T 1000), batch_size (128), lr
--- (2e-4), weight_decay (0), warmup (200 steps), grad_clip (1.0), ema_decay
--- (0.999), label_dropout (0.1), prediction ("eps" | "v"), seed (0),
+-- Options (defaults): diffusion (md.diffusion{...} or md.diffusion.edm{...};
+-- without it one from schedule ("linear"), T (1000) and prediction ("eps" |
+-- "x0" | "v")), loss (function(model, x0, y, draw, diffusion) -> the
+-- batch's scalar loss; default the mean of diffusion:loss), batch_size
+-- (128), lr (2e-4), weight_decay (0), warmup (200 steps), grad_clip (1.0),
+-- ema_decay (0.999), label_dropout (0.1), seed (0),
 -- sample_every (steps, 0 = never), samples_dir ("out"), checkpoint_every
 -- (500 steps), resume (true: continue from the checkpoint if it exists),
 -- progress (true), model_kind ("unet", how md.load rebuilds the model),
@@ -51,8 +54,8 @@ local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 local function save_state(o, s)
   md.core.mkdir_p(dirname(o.checkpoint))
   local meta = {
-    model = o.model_kind, config = o.model.config, step = s.step, schedule = md.schedule.serialize(o.sched),
-    prediction = o.prediction, loader = s.loader:state(), trainer_rng = s.gen:get_state(),
+    model = o.model_kind, config = o.model.config, step = s.step, diffusion = o.diffusion:serialize(),
+    importance_history = o.diffusion.history, loader = s.loader:state(), trainer_rng = s.gen:get_state(),
     global_rng = md.get_rng_state(), ema_updates = s.ema.updates, warmup = s.warm:state(),
     losses = s.losses, image_size = o.image_size, classes = o.model.classes,
   }
@@ -62,20 +65,17 @@ end
 
 local function restore_state(o, s)
   local tensors, meta = md.checkpoint.read(o.checkpoint)
-  -- A resumed run continues the same diffusion: a different schedule would
-  -- train a model that no longer fits the one it saves.
-  if meta.schedule then
-    local stored = md.schedule.get(meta.schedule, 1000)
-    local same = stored.T == o.sched.T
-    for i = 1, same and stored.T or 0 do
-      if math.abs(stored.betas_list[i] - o.sched.betas_list[i]) > 1e-12 then same = false; break end
-    end
-    if not same then
-      error(("train: %s was trained with a %s schedule of T = %d; this run asks for a %s schedule of T = %d "
-        .. "(pass the same schedule, or fresh = true)"):format(o.checkpoint, stored.kind, stored.T, o.sched.kind,
-        o.sched.T), 0)
+  -- A resumed run continues the same diffusion: another would train a
+  -- model that no longer fits the one it saves.
+  local stored = md.diffusion.from_meta(meta)
+  if stored then
+    local why = md.diffusion.difference(stored, o.diffusion)
+    if why then
+      error(("train: %s was trained with %s; this run asks for %s (pass the same diffusion, or fresh = true)"):format(
+        o.checkpoint, why[1], why[2]), 0)
     end
   end
+  if o.diffusion.history and meta.importance_history then o.diffusion.history = meta.importance_history end
   local sub = md.checkpoint.sub
   o.model:load_state_dict(sub(tensors, "model."))
   s.ema:load_state_dict(sub(tensors, "ema."))
@@ -89,8 +89,8 @@ local function restore_state(o, s)
   s.losses = meta.losses or {}
 end
 
-local sample_options = { schedule = true, prediction = "string", image_size = "number", model_kind = "string",
-                         steps = "number", guidance = "number" }
+local sample_options = { diffusion = "table", image_size = "number", model_kind = "string", steps = "number",
+                         guidance = "number" }
 
 -- n samples from the EMA weights (DDIM, seed 1): labels[i] is the class of
 -- image i (nil for an unconditional model). -> images, labels.
@@ -100,7 +100,7 @@ local function ema_samples(model, ema, n, labels, opts)
   ema:copy_to(sampler_model)
   local x = md.sample(sampler_model, { n = n, class = labels, steps = opts.steps or 25,
                                        guidance = labels and (opts.guidance or 3) or nil, seed = 1,
-                                       schedule = opts.schedule, prediction = opts.prediction, progress = false,
+                                       diffusion = opts.diffusion, progress = false,
                                        shape = { cfg.in_channels, opts.image_size, opts.image_size } })
   return x, labels
 end
@@ -138,6 +138,7 @@ local logged_metrics = { "fid", "kid", "kid_se", "precision", "recall", "is", "c
 
 local train_options = {
   model = "table", data = "table", steps = "number", minutes = "number", checkpoint = "string", schedule = true,
+  diffusion = "table", loss = "function",
   T = "number", batch_size = "number", lr = "number", weight_decay = "number", warmup = "number",
   grad_clip = "number", ema_decay = "number", label_dropout = "number", prediction = "string", seed = "number",
   sample_every = "number", samples_dir = "string", checkpoint_every = "number", resume = "boolean",
@@ -166,7 +167,13 @@ local function check_options(opts)
   options.number(w, "grad_clip", opts.grad_clip, 0, nil, 2)
   options.number(w, "ema_decay", opts.ema_decay, 0, 1, 2)
   options.number(w, "label_dropout", opts.label_dropout, 0, 1, 2)
-  options.choice(w, "prediction", opts.prediction, { "eps", "v" }, 2)
+  options.choice(w, "prediction", opts.prediction, { "eps", "x0", "v" }, 2)
+  if opts.diffusion and (opts.schedule or opts.T or opts.prediction) then
+    error("train: schedule, T and prediction are the diffusion's: give them to md.diffusion{...}, not beside it", 4)
+  end
+  if opts.diffusion and not md.diffusion.is_diffusion(opts.diffusion) then
+    error("train: diffusion must be an md.diffusion{...} or md.diffusion.edm{...}", 4)
+  end
   options.integer(w, "seed", opts.seed, nil, nil, 2)
   options.integer(w, "sample_every", opts.sample_every, 0, nil, 2)
   options.integer(w, "checkpoint_every", opts.checkpoint_every, 0, nil, 2)
@@ -211,13 +218,12 @@ function trainer.train(opts)
   check_options(opts)
   local o = setmetatable({}, { __index = opts })
   o.model_kind = opts.model_kind or "unet"
-  local sched = md.schedule.get(opts.schedule or "linear", opts.T)
-  o.prediction = opts.prediction or "eps"
+  local d = opts.diffusion or md.diffusion { schedule = opts.schedule, T = opts.T, prediction = opts.prediction }
+  o.diffusion = d
   o.checkpoint = opts.checkpoint or "checkpoints/ddpm.safetensors"
   o.image_size = opts.data.images:size(3)
   local model, cfg = opts.model, opts.model.config
-  model.schedule = sched
-  o.sched = sched
+  md.diffusion.attach(model, d)
   -- the class names, for md.sample(model, {class = "Sneaker"}) after md.load
   local names = opts.data.classes
   if cfg.num_classes and type(names) == "table" and #names == cfg.num_classes then model.classes = names end
@@ -280,10 +286,8 @@ function trainer.train(opts)
               metrics = metrics }
     window.loss, window.steps, window.images, window.start = 0, 0, 0, now
   end
-  local sample_opts = { schedule = sched, prediction = o.prediction, image_size = o.image_size,
-                        model_kind = o.model_kind }
-  local eval_opts = { schedule = sched, prediction = o.prediction, image_size = o.image_size,
-                      model_kind = o.model_kind, steps = opts.eval_steps or 20, guidance = opts.eval_guidance or 3 }
+  local sample_opts = { diffusion = d, image_size = o.image_size, model_kind = o.model_kind }
+  local eval_opts = { diffusion = d, image_size = o.image_size, model_kind = o.model_kind, steps = opts.eval_steps or 20, guidance = opts.eval_guidance or 3 }
   -- seconds spent evaluating; the training seconds, figures and step of the last evaluation
   local paused, last_eval_seconds, last_metrics, last_eval_step = 0, 0, nil, nil
   local loop_start, deadline
@@ -300,6 +304,7 @@ function trainer.train(opts)
     paused, deadline, window.start = paused + spent, deadline + spent, window.start + spent
     last_eval_seconds, last_metrics, last_eval_step = trained_seconds(), m, s.step
   end
+  local batch_loss = opts.loss or function(m, x, labels, dr, diff) return diff:loss(m, x, labels, dr):mean() end
   local null_class = cfg.num_classes
   local p_drop = null_class and (opts.label_dropout or 0.1) or 0
   local max_steps = opts.steps or math.huge
@@ -317,8 +322,7 @@ function trainer.train(opts)
   while not stop do
     local x0, y = s.loader:next()
     local n = x0:size(1)
-    local t = s.gen:randint(0, sched.T, { n })
-    local noise = s.gen:randn(x0:shape())
+    local draw = d:draw(s.gen, x0)
     if null_class then
       local drop = s.gen:rand({ n }):lt(p_drop)
       y = md.where(drop, null_class, y)
@@ -326,12 +330,14 @@ function trainer.train(opts)
       y = nil
     end
     if world > 1 then
-      x0, t, noise = x0:narrow(1, first, count), t:narrow(1, first, count), noise:narrow(1, first, count)
+      x0 = x0:narrow(1, first, count)
+      for k, v in pairs(draw) do draw[k] = v:narrow(1, first, count) end
       if y then y = y:narrow(1, first, count) end
     end
-    local xt = md.q_sample(x0, t, noise, sched.alphas_cumprod)
-    local target = o.prediction == "v" and md.v_target(x0, t, noise, sched.alphas_cumprod) or noise
-    local loss = md.mse_loss(model(xt, t, y), target)
+    local loss = batch_loss(model, x0, y, draw, d)
+    if not md.is_tensor(loss) or loss:numel() ~= 1 then
+      error("train: the loss function must return the batch's loss as a one-element tensor", 0)
+    end
     if world > 1 then loss = loss * (count / n) end -- the shard's part of the global batch's mean
     local lv = loss:item()
     if world > 1 then lv = all_sum(lv) end

@@ -178,7 +178,7 @@ T.test("trainer options: bad numbers fail before anything runs", function()
   T.errors(function() md.trainer.train { model = m, data = ds, steps = 1, lr = 1e39, checkpoint = ck } end,
     "lr must be 0 to 1000")
   T.errors(function() md.trainer.train { model = m, data = ds, steps = 1, prediction = "x", checkpoint = ck } end,
-    "prediction must be one of eps, v")
+    "prediction must be one of eps, x0, v")
   T.errors(function() md.trainer.train { model = m, data = ds, minutes = 0, checkpoint = ck } end,
     "minutes must be positive")
   local f = io.open(ck, "rb")

@@ -160,7 +160,7 @@ T.test("DPM-Solver++ 2M solves the ODE to second order", function()
   end
   local model = Gauss()
   local function err(kind, steps)
-    local x = md.sample(model, { n = 3, shape = { 1, 4, 4 }, sampler = kind, steps = steps, seed = 5, clip = false,
+    local x = md.sample(model, { n = 3, shape = { 1, 4, 4 }, sampler = kind, steps = steps, seed = 5, clip = false, spacing = "linspace",
                                  schedule = sched, progress = false })
     local top = md.schedule.respace(sched, steps)
     local ab_top = top.ab[#top.ab]

@@ -1,10 +1,7 @@
 -- DDIM (Song et al. 2021): eta = 0 is deterministic (the probability-flow
 -- ODE, one Euler step in sigma); eta = 1 has DDPM's noise level.
--- A sampler is {step = function(state, s) -> x_prev}; s holds x, x0, eps,
--- ab_t, ab_prev, the step index i (counting down to 1), grad (classifier
--- guidance, or nil), shifted() (x0 and eps with grad applied as a score
--- shift), noise() (fresh per-image noise), opts and clip.
 return {
+  eta = true,
   step = function(_, s)
     local x0, eps = s.shifted()
     local eta = s.opts.eta or 0

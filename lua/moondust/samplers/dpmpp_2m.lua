@@ -9,6 +9,7 @@
 local function lambda(ab) return 0.5 * math.log(ab / (1 - ab)) end
 
 return {
+  multistep = true, default_spacing = "karras",
   step = function(state, s)
     local x0 = s.shifted()
     if s.ab_prev >= 1 then -- the last step lands on the data: sigma = 0
