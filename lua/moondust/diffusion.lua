@@ -148,6 +148,12 @@ function VP:draw(gen, x0)
   return { t = t, noise = noise, weight = weight }
 end
 
+-- count channels of x from the first-th (1-based); narrow shares storage
+-- along the first dimension only, so this copies (with gradients).
+function diffusion.channels(x, first, count)
+  return md.index_select(x, 2, md.arange(first - 1, first - 1 + count))
+end
+
 -- Splits the model output into the prediction and the variance channels.
 local function split_output(self, out, C)
   if self.variance == "learned_range" then
@@ -155,7 +161,7 @@ local function split_output(self, out, C)
       error(("diffusion: variance = \"learned_range\" needs a model with %d output channels (2 x %d), "
         .. "this one gives %d (UNet{out_channels = %d})"):format(2 * C, C, out:size(2), 2 * C), 0)
     end
-    return out:narrow(2, 1, C), out:narrow(2, C + 1, C)
+    return diffusion.channels(out, 1, C), diffusion.channels(out, C + 1, C)
   end
   if out:size(2) ~= C then
     error(("diffusion: the model gives %d channels for %d-channel images"):format(out:size(2), C), 0)

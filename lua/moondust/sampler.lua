@@ -113,8 +113,9 @@ local function predict(model, d, x, t, ab, y, opts, null_class)
   local cond, uncond = both:narrow(1, 1, n), both:narrow(1, n + 1, n)
   local C, extra = x:size(2), nil
   if cond:size(2) > C then
-    extra = cond:narrow(2, C + 1, cond:size(2) - C)
-    cond, uncond = cond:narrow(2, 1, C), uncond:narrow(2, 1, C)
+    local channels = md.diffusion.channels
+    extra = channels(cond, C + 1, cond:size(2) - C)
+    cond, uncond = channels(cond, 1, C), channels(uncond, 1, C)
   end
   local out = uncond + (cond - uncond) * w
   local phi = opts.guidance_rescale
