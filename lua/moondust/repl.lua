@@ -18,7 +18,7 @@ function repl.help() print(repl.text) end
 -- own prompt: md and help as globals, and a one-line greeting.
 function repl.start()
   _G.md = require "moondust"
-  _G.help = repl.help
+  _G.help = require("moondust.help").help
   print("moondust " .. _G.md.version .. " -- type help() for a short tour")
 end
 

@@ -37,6 +37,7 @@ function md.tensor(data)
   return core.from_flat(flat, shape)
 end
 
+-- A new tensor of t's shape: zeros, ones, value v, uninitialised, uniform, normal.
 function md.zeros_like(t) return core.zeros(t:shape()) end
 function md.ones_like(t) return core.ones(t:shape()) end
 function md.full_like(t, v) return core.full(t:shape(), v) end
