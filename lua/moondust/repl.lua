@@ -117,8 +117,9 @@ local function step(core, read, interactive)
   if interactive and core.add_history and chunk:match("%S") then core.add_history(chunk) end
   if not fn then io.stderr:write(err, "\n"); return true end
   local res = table.pack(xpcall(fn, function(e) return tostring(e) end))
-  if not res[1] then io.stderr:write(res[2], "\n")
-  elseif res.n > 1 then print(table.unpack(res, 2, res.n)) end
+  -- printing runs __tostring, user code that may fail too
+  if res[1] and res.n > 1 then res = table.pack(pcall(print, table.unpack(res, 2, res.n))) end
+  if not res[1] then io.stderr:write(tostring(res[2]), "\n") end
   return true
 end
 

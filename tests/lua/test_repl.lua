@@ -48,10 +48,11 @@ local lua_repl = "lua5.4 -e 'require(\"moondust.repl\").run()'"
 
 T.test("a session over a pipe", function()
   local input = table.concat({ "x = 1 + 1", "print(x)", "function f(a)", "  return a * 3", "end", "f(5)",
-    "error('boom')", "print('after')", "md.zeros{2, 3}:shape()", "1, nil, 'a'" }, "\n")
+    "error('boom')", "print('after')", "md.zeros{2, 3}:shape()", "1, nil, 'a'",
+    "setmetatable({}, {__tostring = function() error('bad tostring') end})", "print('still here')" }, "\n")
   local out, ok = run("printf '%s\\n' \"" .. input .. "\" | " .. lua_repl)
   T.truthy(ok, out)
-  T.eq(out, "2\n15\nstdin:1: boom\nafter\nmd.Size([2, 3])\n1\tnil\ta\n")
+  T.eq(out, "2\n15\nstdin:1: boom\nafter\nmd.Size([2, 3])\n1\tnil\ta\nstdin:1: bad tostring\nstill here\n")
 end)
 
 local python = "/usr/bin/python3"
