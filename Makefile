@@ -4,8 +4,19 @@
 LUA_VERSION ?= 5.4
 BUILD       ?= build
 PKGS        := lua$(LUA_VERSION) openblas libpng zlib
-PKG_CFLAGS   = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS     = $(shell pkg-config --libs openblas libpng zlib)
+# pkg-config runs when a compile first needs the flags (after `make setup`),
+# once, quietly; a missing package stops the build with one line naming the
+# Debian package to install.
+DEB_lua$(LUA_VERSION) := liblua$(LUA_VERSION)-dev
+DEB_openblas := libopenblas-dev
+DEB_libpng   := libpng-dev
+DEB_zlib     := zlib1g-dev
+DEB_check    := check
+pkg_missing   = $(strip $(foreach p,$(1),$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),,$(p))))
+pkg_flags     = $(if $(call pkg_missing,$(2)),$(error pkg-config cannot find $(call pkg_missing,$(2)): \
+                  run `make setup` or apt-get install $(foreach p,$(call pkg_missing,$(2)),$(DEB_$(p)))),$(shell pkg-config $(1) $(2) 2>/dev/null))
+PKG_CFLAGS   = $(eval PKG_CFLAGS := $(call pkg_flags,--cflags,$(PKGS)))$(PKG_CFLAGS)
+PKG_LIBS     = $(eval PKG_LIBS := $(call pkg_flags,--libs,openblas libpng zlib))$(PKG_LIBS)
 
 CC      ?= cc
 # 512-bit vectors in our own loops (GCC prefers 256 for -march=native here);
@@ -32,6 +43,13 @@ ALL_CFLAGS += -DMD_HAVE_MPI -I$(MPI_DIR)/include
 LIBS       += -L$(MPI_DIR)/lib -lmpi
 endif
 
+# GNU readline for the REPL's line editing and completion (libreadline-dev);
+# without it moondust.repl reads plain lines.
+ifneq ($(wildcard /usr/include/readline/readline.h),)
+ALL_CFLAGS += -DMD_HAVE_READLINE
+LIBS       += -lreadline
+endif
+
 CORE_SRC := $(wildcard csrc/*.c csrc/ops/*.c csrc/io/*.c csrc/backend/*.c)
 LUA_SRC  := $(wildcard csrc/lua/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
@@ -40,8 +58,8 @@ HEADERS  := $(wildcard csrc/*.h csrc/*/*.h)
 
 TEST_SRC := $(wildcard tests/c/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
-CHECK_FLAGS = $(shell pkg-config --cflags check)
-CHECK_LIBS  = $(shell pkg-config --libs check)
+CHECK_FLAGS = $(eval CHECK_FLAGS := $(call pkg_flags,--cflags,check))$(CHECK_FLAGS)
+CHECK_LIBS  = $(eval CHECK_LIBS := $(call pkg_flags,--libs,check))$(CHECK_LIBS)
 
 .PHONY: all setup test check-c check-lua sanitize fuzz install main bench clean
 

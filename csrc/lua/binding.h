@@ -62,5 +62,6 @@ extern const luaL_Reg mdl_json_funcs[], mdl_json_methods[];
 extern const luaL_Reg mdl_optim_funcs[], mdl_optim_methods[];
 extern const luaL_Reg mdl_diffusion_funcs[], mdl_diffusion_methods[];
 extern const luaL_Reg mdl_dist_funcs[], mdl_dist_methods[];
+extern const luaL_Reg mdl_repl_funcs[], mdl_repl_methods[];
 
 #endif

@@ -27,6 +27,7 @@ function dist.init()
   return rank, size
 end
 
+-- This process's rank (0-based), the number of ranks, whether this is rank 0; a barrier.
 function dist.rank() return rank end
 function dist.size() return size end
 function dist.is_main() return rank == 0 end
@@ -98,6 +99,7 @@ function dist.run(fn, ...)
   error(res[2], 0)
 end
 
+-- Ends MPI (under mpirun, once, at the end of the program).
 function dist.finalize() core.dist_finalize() end
 
 return dist

@@ -27,6 +27,7 @@ function image.make_grid(batch, opts)
   return core.make_grid(batch:detach(), opts.nrow or 8, opts.padding or 2, opts.pad_value or -1)
 end
 
+-- batch N x C x H x W -> a PNG grid at path; opts as make_grid's.
 function image.save_grid(batch, path, opts)
   return image.save(image.make_grid(batch, opts), path)
 end

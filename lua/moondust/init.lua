@@ -49,6 +49,8 @@ end
 -- md.no_grad() returns a guard for `local _ <close> = md.no_grad()`.
 local guard_mt = { __close = function(g) core.set_grad_enabled(g.prev) end }
 
+-- md.no_grad(fn, ...) runs fn without recording for backward, returns its
+-- results; `local _ <close> = md.no_grad()` turns recording off for a block.
 function md.no_grad(fn, ...)
   local prev = core.set_grad_enabled(false)
   if fn == nil then return setmetatable({ prev = prev }, guard_mt) end
@@ -58,6 +60,7 @@ function md.no_grad(fn, ...)
   return table.unpack(res, 2, res.n)
 end
 
+-- md.enable_grad(fn, ...) runs fn with recording on (inside md.no_grad).
 function md.enable_grad(fn, ...)
   local prev = core.set_grad_enabled(true)
   local res = table.pack(pcall(fn, ...))
@@ -101,6 +104,7 @@ function md.profile(...) return require("moondust.profile")(...) end
 -- was trained).
 local assets = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/assets/"
 md.pretrained_models = { fashion = "fashion_model.safetensors" }
+-- md.pretrained("fashion"): the shipped model, ready for md.sample.
 function md.pretrained(name)
   local file = md.pretrained_models[name]
   if not file then

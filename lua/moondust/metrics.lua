@@ -524,6 +524,7 @@ local function exists(path)
   return f ~= nil
 end
 
+-- Where reference features are cached: $MOONDUST_CACHE, else $XDG_CACHE_HOME/moondust.
 function metrics.cache_dir()
   local xdg = os.getenv("XDG_CACHE_HOME") or ((os.getenv("HOME") or ".") .. "/.cache")
   return os.getenv("MOONDUST_CACHE") or (xdg .. "/moondust")

@@ -98,6 +98,8 @@ local function adam_step(self)
                  self.betas[1], self.betas[2], self.eps, self.weight_decay, self.decoupled)
 end
 
+-- Adam(model or params, {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0}):
+-- opt:zero_grad(), opt:step(), opt:state_dict(), opt:load_state_dict(sd)
 function optim.Adam(params, opts)
   local self = new("Adam", params, opts, { lr = 1e-3, betas = { 0.9, 0.999 }, eps = 1e-8,
                    weight_decay = 0, decoupled = false }, { "exp_avg", "exp_avg_sq" })
@@ -105,6 +107,8 @@ function optim.Adam(params, opts)
   return self
 end
 
+-- AdamW(model or params, {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0.01}):
+-- Adam with decoupled weight decay; opt:zero_grad(), opt:step()
 function optim.AdamW(params, opts)
   local self = new("AdamW", params, opts, { lr = 1e-3, betas = { 0.9, 0.999 }, eps = 1e-8,
                    weight_decay = 0.01, decoupled = true }, { "exp_avg", "exp_avg_sq" })
@@ -112,6 +116,7 @@ function optim.AdamW(params, opts)
   return self
 end
 
+-- SGD(model or params, {lr = 1e-2, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false})
 function optim.SGD(params, opts)
   local self = new("SGD", params, opts, { lr = 1e-2, momentum = 0, dampening = 0, weight_decay = 0,
                    nesterov = false }, { "momentum_buffer" })
@@ -155,6 +160,8 @@ end
 local EMA = {}
 EMA.__index = EMA
 
+-- EMA(model, decay = 0.9999, {warmup = true}): ema:update(model) after each
+-- step, ema:copy_to(model) to use the averages.
 function optim.EMA(model, decay, opts)
   opts = options.check("EMA", opts, { warmup = "boolean" })
   options.number("EMA", "decay", decay, 0, 1)

@@ -17,6 +17,7 @@ progress.now = now
 
 local is_tty = os.getenv("TERM") ~= nil and md.core.isatty(2)
 
+-- Seconds as "1h05m" or "3m07s" ("?" when unknown).
 local function fmt_time(s)
   if s ~= s or s == math.huge then return "?" end
   s = math.floor(s + 0.5)

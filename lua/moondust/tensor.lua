@@ -37,6 +37,7 @@ function md.tensor(data)
   return core.from_flat(flat, shape)
 end
 
+-- A new tensor of t's shape: zeros, ones, value v, uninitialised, uniform, normal.
 function md.zeros_like(t) return core.zeros(t:shape()) end
 function md.ones_like(t) return core.ones(t:shape()) end
 function md.full_like(t, v) return core.full(t:shape(), v) end
@@ -100,50 +101,114 @@ end
 
 function Tensor.type() return "torch.FloatTensor" end
 
--- Printing: the shape and a few values per dimension, never megabytes.
-local function fmt(v)
-  if v ~= v then return "nan" end
-  if v == math.huge then return "inf" elseif v == -math.huge then return "-inf" end
-  if v == math.floor(v) and math.abs(v) < 1e6 then return ("%d."):format(v) end
-  return ("%.4g"):format(v)
+-- Shapes print as md.Size([2, 3, 4]) and compare by value, and stay plain
+-- arrays of numbers for #s, s[i], ipairs, table.concat and table.unpack.
+local Size = { __name = "md.Size" }
+Size.__tostring = function(s) return "md.Size([" .. table.concat(s, ", ") .. "])" end
+Size.__eq = function(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do if a[i] ~= b[i] then return false end end
+  return true
 end
 
-local EDGE = 3 -- values shown at each end of a long dimension
+local raw_shape, raw_size = Tensor.shape, Tensor.size
+function Tensor.shape(t) return setmetatable(raw_shape(t), Size) end
+function Tensor.size(t, d)
+  if d == nil then return setmetatable(raw_shape(t), Size) end
+  return raw_size(t, d)
+end
 
-local function render(t, indent)
-  local n = t:dim()
-  if n == 0 then return fmt(t:item()) end
-  local size = t:size(1)
-  local idx = {}
-  if size <= 2 * EDGE then
-    for i = 1, size do idx[#idx + 1] = i end
-  else
-    for i = 1, EDGE do idx[#idx + 1] = i end
-    idx[#idx + 1] = false
-    for i = size - EDGE + 1, size do idx[#idx + 1] = i end
+-- Printing, as PyTorch prints: tensor([[...]]), every value in one width, and
+-- above THRESHOLD elements only the EDGE first and last entries of each
+-- dimension, so a big tensor prints in a few lines.
+local THRESHOLD, EDGE, LINEWIDTH = 1000, 3, 80
+
+-- The values shown: all of them, or the edges of each long dimension
+-- (index_select, so a big tensor is never copied into a Lua table whole).
+local function shown_values(t, summarize)
+  local x, cut = t:detach(), {}
+  for d = 1, summarize and x:dim() or 0 do
+    local n = x:size(d)
+    if n > 2 * EDGE then
+      local idx = {}
+      for i = 0, EDGE - 1 do idx[#idx + 1] = i end
+      for i = n - EDGE, n - 1 do idx[#idx + 1] = i end
+      x, cut[d] = x:index_select(d, md.tensor(idx)), true
+    end
   end
-  local parts = {}
-  for _, i in ipairs(idx) do
-    if not i then parts[#parts + 1] = "..."
-    elseif n == 1 then parts[#parts + 1] = fmt(t[i])
-    else parts[#parts + 1] = render(t[i], indent .. " ") end
+  return x:flat(), raw_shape(x), cut
+end
+
+-- PyTorch's _Formatter: integers as "3.", else 4 decimals, or scientific
+-- notation when the magnitudes span more than 1000x or leave [1e-4, 1e8].
+local function formatter(vals)
+  local int_mode, lo, hi = true, math.huge, 0
+  for _, v in ipairs(vals) do
+    if v == v and v ~= 0 and math.abs(v) ~= math.huge then
+      lo, hi = math.min(lo, math.abs(v)), math.max(hi, math.abs(v))
+      if v ~= math.ceil(v) then int_mode = false end
+    end
   end
-  local sep = n == 1 and ", " or (",\n" .. indent .. " ")
-  return "[" .. table.concat(parts, sep) .. "]"
+  local spec = "%.4f"
+  if hi > 0 and (hi / lo > 1000 or hi > 1e8 or (not int_mode and lo < 1e-4)) then spec = "%.4e"
+  elseif int_mode then spec = "%.0f." end
+  local function raw(v)
+    if v ~= v then return "nan" elseif v == math.huge then return "inf" elseif v == -math.huge then return "-inf" end
+    return spec:format(v)
+  end
+  local width = 1
+  for _, v in ipairs(vals) do
+    if v == v and v ~= 0 and math.abs(v) ~= math.huge then width = math.max(width, #raw(v)) end
+  end
+  return function(v) local r = raw(v); return (" "):rep(width - #r) .. r end, width
+end
+
+-- The nested brackets: a slice per entry of each dimension, blank lines
+-- between slices of 3 or more dimensions, rows wrapped at LINEWIDTH.
+local function render(vals, shape, cut, fmt, width, indent)
+  local nd, stride = #shape, { [#shape] = 1 }
+  for d = nd - 1, 1, -1 do stride[d] = stride[d + 1] * shape[d + 1] end
+  local function slice(d, base, ind)
+    local parts = {}
+    for i = 1, shape[d] do
+      if cut[d] and i == EDGE + 1 then parts[#parts + 1] = d == nd and " ..." or "..." end
+      local off = base + (i - 1) * stride[d]
+      parts[#parts + 1] = d == nd and fmt(vals[off + 1]) or slice(d + 1, off, ind + 1)
+    end
+    if d < nd then return "[" .. table.concat(parts, "," .. ("\n"):rep(nd - d) .. (" "):rep(ind + 1)) .. "]" end
+    local per, lines = math.max(1, (LINEWIDTH - ind) // (width + 2)), {}
+    for i = 1, #parts, per do lines[#lines + 1] = table.concat(parts, ", ", i, math.min(i + per - 1, #parts)) end
+    return "[" .. table.concat(lines, ",\n" .. (" "):rep(ind + 1)) .. "]"
+  end
+  return slice(1, 0, indent)
 end
 
 mt.__tostring = function(t)
-  local shape = t:shape()
-  local head = "tensor of shape [" .. table.concat(shape, ", ") .. "]"
-  local extra = {}
-  if t:grad_fn() then extra[#extra + 1] = "grad_fn=" .. t:grad_fn()
-  elseif t:requires_grad() then extra[#extra + 1] = "requires_grad" end
-  if #extra > 0 then head = head .. " (" .. table.concat(extra, ", ") .. ")" end
-  if t:numel() == 0 then return head .. " []" end
-  -- at most 6 rows of the last two dimensions: flatten the leading ones
-  local shown = t:detach()
-  if #shape > 2 then shown = shown:reshape(-1, shape[#shape]) end
-  return head .. "\n" .. render(shown, "")
+  local prefix, body, suffixes = "tensor(", nil, {}
+  if t:numel() == 0 then
+    body = "[]"
+    if t:dim() ~= 1 then suffixes[#suffixes + 1] = "size=[" .. table.concat(raw_shape(t), ", ") .. "]" end
+  else
+    local vals, shape, cut = shown_values(t, t:numel() > THRESHOLD)
+    local fmt, width = formatter(vals)
+    body = #shape == 0 and fmt(vals[1]) or render(vals, shape, cut, fmt, width, #prefix)
+  end
+  if t:grad_fn() then suffixes[#suffixes + 1] = "grad_fn=<" .. t:grad_fn() .. ">"
+  elseif t:requires_grad() then suffixes[#suffixes + 1] = "requires_grad=True" end
+  -- suffixes go on the last line, or on their own line past LINEWIDTH
+  local out = { prefix .. body }
+  local nl = out[1]:match(".*()\n")
+  local last = #out[1] - (nl or 0) + 2
+  for _, sfx in ipairs(suffixes) do
+    if last + #sfx + 2 > LINEWIDTH then
+      out[#out + 1] = ",\n" .. (" "):rep(#prefix) .. sfx
+      last = #prefix + #sfx
+    else
+      out[#out + 1] = ", " .. sfx
+      last = last + #sfx + 2
+    end
+  end
+  return table.concat(out) .. ")"
 end
 mt.__name = "moondust.Tensor"
 

@@ -65,6 +65,7 @@ function VAE:init(cfg)
   end
 end
 
+-- Upsample2(): nearest-neighbour x2, no parameters.
 vae.Upsample2 = nn.Module:extend("Upsample2")
 function vae.Upsample2:forward(x) return md.upsample_nearest(x, 2) end
 

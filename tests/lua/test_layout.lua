@@ -41,7 +41,9 @@ T.test("a blocked conv output reads, views, indexes and prints like NCHW", funct
   T.near(b:permute(1, 3, 4, 2), p:permute(1, 3, 4, 2), 1e-5)
   T.eq(b:size(2), 16)
   T.eq(#b, 2)
-  T.eq(tostring(b), tostring(p))
+  -- every value printed (under 1000 elements), as a plain tensor of the same values prints
+  T.eq(tostring(b), tostring(md.core.from_flat(b:flat(), b:shape())))
+  T.truthy(#tostring(b) > 800 * 8, "all values printed")
   -- pointwise ops, cat along channels, upsampling and group norm keep the
   -- layout and the values; other ops and mixed layouts work in NCHW
   local function same(got, want, layout)

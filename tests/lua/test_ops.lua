@@ -230,7 +230,7 @@ end)
 T.test("printing is short and readable", function()
   local s = tostring(md.zeros { 1000, 1000 })
   T.truthy(#s < 400, "summary of a million elements is short")
-  T.truthy(s:find("tensor of shape [1000, 1000]", 1, true))
+  T.truthy(s:find("tensor([[0., 0., 0.,  ..., 0., 0., 0.],", 1, true), s)
   T.truthy(tostring(md.tensor { 1.5, 2 }):find("1.5", 1, true))
 end)
 

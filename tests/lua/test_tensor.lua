@@ -219,13 +219,61 @@ T.test("errors say what was expected and what was given", function()
 end)
 
 T.test("printing", function()
-  T.eq(tostring(md.tensor { { 1, 2, 3 }, { 4, 5, 6 } }), "tensor of shape [2, 3]\n[[1., 2., 3.],\n [4., 5., 6.]]")
-  T.eq(tostring(md.tensor(2.5)), "tensor of shape []\n2.5")
+  -- PyTorch's own output for the same values
+  T.eq(tostring(md.tensor { 1, 2.5, -3 }), "tensor([ 1.0000,  2.5000, -3.0000])")
+  T.eq(tostring(md.tensor { { 1, 2, 3 }, { 4, 5, 6 } }), "tensor([[1., 2., 3.],\n        [4., 5., 6.]])")
+  T.eq(tostring(md.arange(0, 12):reshape(2, 2, 3)),
+    "tensor([[[ 0.,  1.,  2.],\n         [ 3.,  4.,  5.]],\n\n        [[ 6.,  7.,  8.],\n         [ 9., 10., 11.]]])")
+  T.eq(tostring(md.tensor(2.5)), "tensor(2.5000)")
+  T.eq(tostring(md.tensor(-3)), "tensor(-3.)")
+  T.eq(tostring(md.tensor { 1e-5, 1, 100 }), "tensor([1.0000e-05, 1.0000e+00, 1.0000e+02])")
+  T.eq(tostring(md.tensor { 0 / 0, 1 / 0, 1.5 }), "tensor([   nan,    inf, 1.5000])")
+  -- above 1000 elements: 3 entries at each end of every long dimension
+  T.eq(tostring(md.arange(0, 1001)), "tensor([   0.,    1.,    2.,  ...,  998.,  999., 1000.])")
+  T.eq(tostring(md.arange(0, 1400):reshape(2, 7, 100) + 100), table.concat({
+    "tensor([[[ 100.,  101.,  102.,  ...,  197.,  198.,  199.],",
+    "         [ 200.,  201.,  202.,  ...,  297.,  298.,  299.],",
+    "         [ 300.,  301.,  302.,  ...,  397.,  398.,  399.],",
+    "         ...,",
+    "         [ 500.,  501.,  502.,  ...,  597.,  598.,  599.],",
+    "         [ 600.,  601.,  602.,  ...,  697.,  698.,  699.],",
+    "         [ 700.,  701.,  702.,  ...,  797.,  798.,  799.]],",
+    "",
+    "        [[ 800.,  801.,  802.,  ...,  897.,  898.,  899.],",
+    "         [ 900.,  901.,  902.,  ...,  997.,  998.,  999.],",
+    "         [1000., 1001., 1002.,  ..., 1097., 1098., 1099.],",
+    "         ...,",
+    "         [1200., 1201., 1202.,  ..., 1297., 1298., 1299.],",
+    "         [1300., 1301., 1302.,  ..., 1397., 1398., 1399.],",
+    "         [1400., 1401., 1402.,  ..., 1497., 1498., 1499.]]])" }, "\n"))
+  -- a long row wraps at 80 columns, as PyTorch's does
+  T.eq(tostring(md.arange(0, 20) / 10), "tensor([0.0000, 0.1000, 0.2000, 0.3000, 0.4000, 0.5000, 0.6000, 0.7000, 0.8000,\n"
+    .. "        0.9000, 1.0000, 1.1000, 1.2000, 1.3000, 1.4000, 1.5000, 1.6000, 1.7000,\n"
+    .. "        1.8000, 1.9000])")
   local s = tostring(md.randn { 100, 100, 100 })
-  T.truthy(#s < 1000, "a million elements print in a few lines")
+  T.truthy(select(2, s:gsub("\n", "")) < 60, "a million elements print in a few lines")
   T.truthy(s:find("...", 1, true), "elided rows and columns")
-  T.truthy(tostring(md.randn { 2 }:requires_grad(true) * 2):find("grad_fn", 1, true))
-  T.truthy(tostring(md.zeros { 0, 3 }):find("[0, 3]", 1, true))
+  T.eq(tostring(md.tensor { 1, 2 }:requires_grad(true)), "tensor([1., 2.], requires_grad=True)")
+  T.truthy(tostring(md.randn { 2 }:requires_grad(true) * 2):find(", grad_fn=<", 1, true))
+  T.eq(tostring(md.zeros { 0, 3 }), "tensor([], size=[0, 3])")
+  T.eq(tostring(md.zeros { 0 }), "tensor([])")
+end)
+
+T.test("a shape prints as a shape and stays a table of numbers", function()
+  local s = md.zeros { 2, 3, 4 }:shape()
+  T.eq(tostring(s), "md.Size([2, 3, 4])")
+  T.eq(tostring(md.tensor(1):shape()), "md.Size([])")
+  T.eq(#s, 3)
+  T.eq(s[1] + s[2] + s[3], 9)
+  T.eq(table.concat(s, "x"), "2x3x4")
+  local a, b, c = table.unpack(s)
+  T.eq(a * b * c, 24)
+  local n = 0
+  for i, v in ipairs(s) do n = n + i * v end
+  T.eq(n, 2 + 6 + 12)
+  T.truthy(s == md.ones { 2, 3, 4 }:size() and s == { 2, 3, 4 } and s ~= { 2, 3 } and s ~= { 2, 3, 5 })
+  T.eq(md.zeros(s):numel(), 24, "a shape is accepted where a table of sizes is")
+  T.eq(md.zeros { 2, 3, 4 }:size(2), 3)
 end)
 
 T.finish()

@@ -16,6 +16,7 @@ local function uniform_fan_in(shape, fan_in)
 end
 L.uniform_fan_in = uniform_fan_in
 
+-- Identity(): forward(x) returns x.
 L.Identity = Module:extend("Identity")
 function L.Identity:forward(x) return x end
 
@@ -37,6 +38,7 @@ function L.Sequential:forward(x, ...)
   return x
 end
 
+-- Linear(in_features, out_features [, bias = true]): x W^T + b.
 L.Linear = Module:extend("Linear")
 function L.Linear:init(in_features, out_features, bias)
   size("Linear", "in_features", in_features)
@@ -70,6 +72,7 @@ function L.Conv2d:extra_repr()
     self.kernel_size, self.stride, self.padding)
 end
 
+-- GroupNorm(groups, channels [, eps = 1e-5]), with a learned scale and shift.
 L.GroupNorm = Module:extend("GroupNorm")
 function L.GroupNorm:init(groups, channels, eps)
   size("GroupNorm", "groups", groups)
@@ -85,6 +88,7 @@ end
 function L.GroupNorm:forward(x) return md.group_norm(x, self.groups, self.weight, self.bias, self.eps) end
 function L.GroupNorm:extra_repr() return ("%d groups, %d channels"):format(self.groups, self.channels) end
 
+-- Embedding(num_embeddings, embedding_dim): forward(idx) gives the rows idx (0-based).
 L.Embedding = Module:extend("Embedding")
 function L.Embedding:init(num, dim)
   size("Embedding", "num_embeddings", num)
@@ -95,18 +99,23 @@ end
 function L.Embedding:forward(idx) return md.embedding(idx, self.weight) end
 function L.Embedding:extra_repr() return ("%d x %d"):format(self.num_embeddings, self.embedding_dim) end
 
+-- SiLU(): x * sigmoid(x).
 L.SiLU = Module:extend("SiLU")
 function L.SiLU:forward(x) return md.silu(x) end
 
+-- ReLU(): max(x, 0).
 L.ReLU = Module:extend("ReLU")
 function L.ReLU:forward(x) return md.relu(x) end
 
+-- Tanh(): tanh(x).
 L.Tanh = Module:extend("Tanh")
 function L.Tanh:forward(x) return md.tanh(x) end
 
+-- Sigmoid(): 1 / (1 + e^-x).
 L.Sigmoid = Module:extend("Sigmoid")
 function L.Sigmoid:forward(x) return md.sigmoid(x) end
 
+-- Dropout([p = 0.5]): zeroes elements with probability p in training mode.
 L.Dropout = Module:extend("Dropout")
 function L.Dropout:init(p)
   options.number("Dropout", "p", p, 0, 1)
@@ -119,6 +128,7 @@ function L.Dropout:extra_repr() return ("p=%g"):format(self.p) end
 L.Flatten = Module:extend("Flatten")
 function L.Flatten:forward(x) return x:reshape(x:size(1), -1) end
 
+-- AvgPool2d(kernel_size [, stride = kernel_size]).
 L.AvgPool2d = Module:extend("AvgPool2d")
 function L.AvgPool2d:init(k, stride)
   size("AvgPool2d", "kernel_size", k)

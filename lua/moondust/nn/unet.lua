@@ -99,12 +99,14 @@ function U.AttentionBlock:forward(x)
   return x + self.proj_out(h)
 end
 
+-- Downsample(channels): a 3x3 convolution of stride 2.
 U.Downsample = Module:extend("Downsample")
 function U.Downsample:init(channels)
   options.size("Downsample", "channels", channels)
   self:add_module("op", conv3(channels, channels, 2)) end
 function U.Downsample:forward(x) return self.op(x) end
 
+-- Upsample(channels): nearest x2, then a 3x3 convolution.
 U.Upsample = Module:extend("Upsample")
 function U.Upsample:init(channels)
   options.size("Upsample", "channels", channels)
@@ -382,14 +384,16 @@ function U.UNet:forward(x, t, y)
   return out_layers(self.out, h)
 end
 
+-- GlobalAvgPool(): [N, C, H, W] -> [N, C], the mean over positions.
 U.GlobalAvgPool = Module:extend("GlobalAvgPool")
 function U.GlobalAvgPool:forward(x) return md.adaptive_avg_pool2d_1(x) end
+
+U.encoder_defaults = { num_classes = false, out_channels = 10 }
 
 -- The encoder half with the middle block, pooled to out_channels logits:
 -- guided-diffusion's EncoderUNetModel (pool="adaptive"), for classifiers of
 -- noisy images. forward(x, t). Not class-conditional unless num_classes is
 -- given; out_channels defaults to 10.
-U.encoder_defaults = { num_classes = false, out_channels = 10 }
 U.EncoderUNet = Module:extend("EncoderUNet")
 function U.EncoderUNet:init(cfg)
   local c = U.config("EncoderUNet", cfg, U.encoder_defaults, false)
