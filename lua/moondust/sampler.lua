@@ -147,7 +147,9 @@ local function draw(gens, shape)
   return md.stack(parts)
 end
 
-sampler.predict, sampler.labels_for, sampler.dynamic_threshold = predict, labels_for, dynamic_threshold
+sampler.predict = predict
+sampler.labels_for = labels_for
+sampler.dynamic_threshold = dynamic_threshold
 sampler.samplers = require "moondust.samplers"
 sampler.registry = sampler.samplers.registry
 

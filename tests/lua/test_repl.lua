@@ -11,7 +11,7 @@ end
 
 T.test("completion of globals and dotted paths", function()
   _G.md = md
-  T.eq(table.concat(repl.complete("md.samp"), " "), "md.sample md.sampler")
+  T.eq(table.concat(repl.complete("md.samp"), " "), "md.sample md.sampler md.samplers")
   T.eq(table.concat(repl.complete("md.nn.Con"), " "), "md.nn.Conv2d")
   local data = repl.complete("md.data.")
   for _, name in ipairs { "md.data.fashion_mnist", "md.data.loader", "md.data.png_folder" } do
