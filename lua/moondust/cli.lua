@@ -19,6 +19,25 @@ local common_flags = {
   { "help", "boolean", nil, "print this help" },
 }
 
+-- Flags the sampling commands share (sample, eval, img2img, inpaint) after their own.
+local function with_sampling_flags(spec)
+  local shared = {
+    { "sampler", "string", nil, "sampler (md.samplers)", choices = require("moondust.samplers").registry,
+      default_text = "the diffusion's: ddim, or heun for EDM" },
+    { "steps", "integer", nil, "sampling steps (noise levels)", min = 1,
+      default_text = "50; 1000 for ddpm, 18 for heun" },
+    { "spacing", "string", nil, "timestep spacing", choices = { "linspace", "leading", "trailing", "karras" },
+      default_text = "linspace; karras for dpmpp_* and EDM" },
+    { "guidance", "number", 3, "classifier-free guidance scale", min = 0 },
+    { "guidance-rescale", "number", nil, "rescale the guided output's std towards the conditional one's (0..1)",
+      min = 0, max = 1, meta = "PHI" },
+    { "eta", "number", nil, "noise of ddim, euler_ancestral, dpmpp_2m_sde", min = 0 },
+    { "seed", "integer", 1, "first per-image seed" },
+  }
+  for _, f in ipairs(shared) do spec[#spec + 1] = f end
+  return spec
+end
+
 cli.flags.train = {
   summary = "train a class-conditional DDPM U-Net on Fashion-MNIST (or a folder of PNGs)",
   { "minutes", "number", nil, "stop after M minutes", positive = true, meta = "M", default_text = "10 when --steps is not given" },
@@ -40,9 +59,14 @@ cli.flags.train = {
   { "eval-minutes", "number", nil, "score EMA samples every M minutes of training", positive = true, meta = "M" },
   { "eval-n", "integer", 500, "samples per evaluation", min = 2 },
   { "eval-steps", "integer", 20, "DDIM steps of the evaluation samples", min = 1 },
+  { "prediction", "string", "eps", "what the U-Net predicts", choices = { "eps", "x0", "v" } },
+  { "min-snr-gamma", "number", nil, "min-SNR-gamma loss weighting (e.g. 5)", positive = true, meta = "G" },
+  { "offset-noise", "number", nil, "offset noise per image and channel (e.g. 0.1)", min = 0, max = 10 },
+  { "zero-terminal-snr", "boolean", nil, "rescale the schedule to alpha-bar_T = 0 (needs --prediction v or x0)" },
+  { "edm", "boolean", nil, "train in the EDM formulation (Karras et al. 2022) instead of the DDPM family" },
 }
 
-cli.flags.sample = {
+cli.flags.sample = with_sampling_flags {
   summary = "sample from a checkpoint into a PNG grid (and optionally single PNGs)",
   { "checkpoint", "string", DEFAULT_CHECKPOINT, "the trained model", meta = "PATH" },
   { "out", "string", "out/samples.png", "grid PNG", meta = "PATH" },
@@ -50,11 +74,6 @@ cli.flags.sample = {
     default_text = "10 per class, in class order, when --class is not given; else 16" },
   { "class", "string", nil, "class label 0..9 (or a class name) for all images; \"none\" for unconditional",
     meta = "C" },
-  { "sampler", "string", "ddim", "sampler", choices = { "ddim", "ddpm", "dpmpp_2m" } },
-  { "steps", "integer", nil, "sampling steps", min = 1, default_text = "50 for ddim, 1000 for ddpm" },
-  { "guidance", "number", 3, "classifier-free guidance scale", min = 0 },
-  { "eta", "number", nil, "DDIM eta (ddim only)", min = 0, default_text = "0" },
-  { "seed", "integer", 1, "first per-image seed" },
   { "nrow", "integer", 10, "images per grid row", min = 1 },
   { "singles", "string", nil, "also write each image as DIR/<i>.png", meta = "DIR" },
 }
@@ -65,18 +84,35 @@ cli.flags.compare = {
   { "out", "string", "out/compare", "where the PNGs go", meta = "DIR" },
 }
 
-cli.flags.eval = {
+cli.flags.eval = with_sampling_flags {
   summary = "score samples of a checkpoint (or real images) with md.metrics",
   { "checkpoint", "string", DEFAULT_CHECKPOINT, "the diffusion checkpoint to sample", meta = "PATH" },
   { "n", "integer", 1000, "number of samples (classes in turn when the model has classes)", min = 1 },
-  { "sampler", "string", "ddim", "sampler", choices = { "ddim", "ddpm", "dpmpp_2m" } },
-  { "steps", "integer", 50, "sampling steps", min = 1 },
-  { "guidance", "number", 3, "classifier-free guidance scale", min = 0 },
-  { "seed", "integer", 1, "first per-image seed" },
   { "batch-size", "integer", 100, "sampling batch size", min = 1 },
   { "real", "integer", nil, "score N real Fashion-MNIST training images instead (the floor of each figure)",
     min = 1, meta = "N" },
 }
+
+local edit_flags = {
+  { "checkpoint", "string", DEFAULT_CHECKPOINT, "the trained model", meta = "PATH" },
+  { "input", "string", nil, "the image to start from (PNG, the model's size)", meta = "PNG" },
+  { "out", "string", nil, "grid PNG of the results", meta = "PATH" },
+  { "n", "integer", 8, "results (one per seed)", min = 1 },
+  { "class", "string", nil, "class label or name to steer towards", meta = "C", default_text = "none" },
+  { "nrow", "integer", 8, "images per grid row", min = 1 },
+}
+local function edit_command(summary, own)
+  local spec = { summary = summary }
+  for _, group in ipairs { edit_flags, own } do for _, f in ipairs(group) do spec[#spec + 1] = f end end
+  return with_sampling_flags(spec)
+end
+cli.flags.img2img = edit_command("redraw an image: noise it part way and sample back (SDEdit)", {
+  { "strength", "number", 0.6, "how far into the noise (0..1]", positive = true, max = 1 },
+})
+cli.flags.inpaint = edit_command("fill in an image where a mask is black (white = keep)", {
+  { "mask", "string", nil, "PNG of the image's size: white pixels are kept, black ones sampled", meta = "PNG" },
+  { "resample", "integer", 1, "RePaint: repeat each step this many times", min = 1, max = 100 },
+})
 
 -- The flags of a command (its own, then the common ones) by name.
 local function flags_of(cmd)
@@ -205,9 +241,20 @@ function cli.train(o)
   if md.dist.is_main() then
     io.stderr:write(("U-Net: %d parameters, %d training images\n"):format(model:num_parameters(), data.n))
   end
+  local diffusion
+  if o.edm then
+    for _, k in ipairs { "min_snr_gamma", "offset_noise", "zero_terminal_snr" } do
+      if o[k] then error(("--%s belongs to the DDPM family, not to --edm"):format(k:gsub("_", "-")), 0) end
+    end
+    if o.prediction ~= "eps" then error("--prediction belongs to the DDPM family; EDM predicts through its preconditioning", 0) end
+    diffusion = md.diffusion.edm {}
+  else
+    diffusion = md.diffusion { schedule = o.schedule, prediction = o.prediction, min_snr_gamma = o.min_snr_gamma,
+                               offset_noise = o.offset_noise, zero_terminal_snr = o.zero_terminal_snr }
+  end
   local r = md.trainer.train {
     model = model, data = data, minutes = o.minutes or (not o.steps and 10 or nil), steps = o.steps,
-    checkpoint = checkpoint, resume = not o.fresh, batch_size = o.batch_size, lr = o.lr, schedule = o.schedule,
+    checkpoint = checkpoint, resume = not o.fresh, batch_size = o.batch_size, lr = o.lr, diffusion = diffusion,
     sample_every = o.sample_every, seed = o.seed, samples_dir = o.run_dir, run_dir = o.run_dir,
     eval_every = o.eval_every, eval_minutes = o.eval_minutes, eval_n = o.eval_n, eval_steps = o.eval_steps,
   }
@@ -234,6 +281,63 @@ local function class_option(text, classes)
   return math.tointeger(label)
 end
 
+-- md.sample's options from the shared sampling flags, plus the command's own.
+local function sampling_options(o, extra)
+  local opts = { sampler = o.sampler, steps = o.steps, spacing = o.spacing, eta = o.eta, seed = o.seed,
+                 guidance_rescale = o.guidance_rescale }
+  for k, v in pairs(extra) do opts[k] = v end
+  return opts
+end
+
+-- The model of a checkpoint, or an error naming it.
+local function load_model(path)
+  local model = md.load(path)
+  if not md.nn.Module.is_module(model) then error(path .. " holds no model config", 0) end
+  return model
+end
+
+-- n copies of a 1 x C x H x W tensor, as one batch
+local function copies(x, n)
+  local t = {}
+  for i = 1, n do t[i] = x end
+  return md.cat(t, 1)
+end
+
+-- img2img and inpaint: --input as n copies, edited, into a grid.
+local function edit(o, what)
+  if not o.input then error("give the image with --input PNG", 0) end
+  if not o.out then error("give the grid's path with --out PNG", 0) end
+  local model = load_model(o.checkpoint)
+  local c, size = model.config.in_channels, model.image_size
+  local img = md.image.load(o.input, { channels = c })
+  if img:size(2) ~= size or img:size(3) ~= size then
+    error(("%s is %dx%d; the model makes %dx%d images"):format(o.input, img:size(2), img:size(3), size, size), 0)
+  end
+  local images = copies(img:reshape(1, c, size, size), o.n)
+  local class = class_option(o.class, model.config.num_classes)
+  local opts = sampling_options(o, { guidance = class and o.guidance or nil, class = class })
+  local x
+  if what == "img2img" then
+    opts.strength = o.strength
+    x = md.edit.img2img(model, images, opts)
+  else
+    if not o.mask then error("give the mask with --mask PNG (white = keep)", 0) end
+    local m = md.image.load(o.mask, { channels = 1 })
+    if m:size(2) ~= size or m:size(3) ~= size then
+      error(("the mask %s is %dx%d; the image is %dx%d"):format(o.mask, m:size(2), m:size(3), size, size), 0)
+    end
+    local mask = m:gt(0):reshape(1, 1, size, size)
+    opts.resample = o.resample
+    x = md.edit.inpaint(model, images, copies(mask, o.n), opts)
+  end
+  mkdir_p(dirname(o.out))
+  md.image.save_grid(md.cat({ images:narrow(1, 1, 1), x }, 1), o.out, { nrow = o.nrow })
+  print(("wrote %s (the input, then %d results)"):format(o.out, x:size(1)))
+end
+
+function cli.img2img(o) edit(o, "img2img") end
+function cli.inpaint(o) edit(o, "inpaint") end
+
 function cli.sample(o)
   local model = md.load(o.checkpoint)
   if not md.nn.Module.is_module(model) then error("the checkpoint holds no model config", 0) end
@@ -244,8 +348,7 @@ function cli.sample(o)
     class = {}
     for i = 1, n do class[i] = (i - 1) * classes // n end
   end
-  local x = md.sample(model, { n = n or 16, class = class, sampler = o.sampler, steps = o.steps,
-                               guidance = class and o.guidance or nil, eta = o.eta, seed = o.seed })
+  local x = md.sample(model, sampling_options(o, { n = n or 16, class = class, guidance = class and o.guidance or nil }))
   mkdir_p(dirname(o.out))
   md.image.save_grid(x, o.out, { nrow = o.nrow })
   if o.singles then
@@ -307,9 +410,11 @@ function cli.eval(o)
       for i = 1, o.n do labels[i] = (i - 1) % classes end
     end
     local guidance = labels and o.guidance or nil
-    images = md.sample(model, { n = o.n, class = labels, sampler = o.sampler, steps = o.steps, seed = o.seed,
-                                guidance = guidance, batch_size = o.batch_size })
-    what = ("%d samples of %s, %s-%d, guidance %s"):format(o.n, o.checkpoint, o.sampler, o.steps, guidance or "none")
+    local info
+    images, info = md.sample(model, sampling_options(o, { n = o.n, class = labels, guidance = guidance,
+                                                          batch_size = o.batch_size }))
+    what = ("%d samples of %s, %s-%d (%d network evaluations), guidance %s"):format(o.n, o.checkpoint, info.sampler,
+      info.steps, info.nfe, guidance or "none")
   end
   local t1 = md.time()
   md.metrics.reference() -- computed once per feature network, then read from the cache

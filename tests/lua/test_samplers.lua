@@ -252,4 +252,56 @@ T.test("inpainting keeps the known pixels; img2img and DDIM inversion", function
   T.eq(frames:size(1), 4)
 end)
 
+T.test("the CLI: img2img, inpaint, every sampler and spacing; train's objective flags are checked", function()
+  local cli = require "moondust.cli"
+  local dir = os.tmpname(); os.remove(dir); md.core.mkdir_p(dir)
+  local ck = "lua/moondust/assets/fashion_model.safetensors"
+  local img = md.data.fashion_mnist { split = "test", limit = 1 }.images[1]
+  md.image.save(img, dir .. "/in.png")
+  local left = {}
+  for i = 1, 28 * 28 do left[i] = ((i - 1) % 28 < 14) and 1 or -1 end
+  md.image.save(md.tensor(left):reshape(1, 28, 28), dir .. "/mask.png")
+  local quiet = io.output()
+  io.output(dir .. "/stdout.txt")
+  local st1 = cli.run { "img2img", "--checkpoint", ck, "--input", dir .. "/in.png", "--out", dir .. "/a.png", "--n", "2",
+                        "--steps", "4", "--strength", "0.5", "--class", "Ankle boot" }
+  local st2 = cli.run { "inpaint", "--checkpoint", ck, "--input", dir .. "/in.png", "--mask", dir .. "/mask.png",
+                        "--out", dir .. "/b.png", "--n", "2", "--steps", "4", "--sampler", "ddpm" }
+  local st3 = cli.run { "sample", "--checkpoint", ck, "--n", "2", "--class", "1", "--steps", "3", "--sampler",
+                        "dpmpp_2m_sde", "--spacing", "karras", "--out", dir .. "/c.png", "--guidance-rescale", "0.5" }
+  io.output():close()
+  io.output(quiet)
+  T.eq(st1, 0, "img2img")
+  T.eq(st2, 0, "inpaint")
+  T.eq(st3, 0, "sample")
+  local grid = md.image.load(dir .. "/b.png")
+  T.eq(grid:size(3), 3 * 28 + 4 * 2, "the input and two results in a row") -- save_grid's 2-pixel padding
+  -- the known (left) half of each result is the input's; the right half is not
+  local px, W = grid:flat(), grid:size(3)
+  local same, differ = true, false
+  for y = 3, 30 do
+    for x = 1, 14 do
+      for tile = 1, 2 do
+        local a, b = px[(y - 1) * W + 2 + x], px[(y - 1) * W + 2 + tile * 30 + x]
+        if a ~= b then same = false end
+        if px[(y - 1) * W + 16 + x] ~= px[(y - 1) * W + 16 + tile * 30 + x] then differ = true end
+      end
+    end
+  end
+  T.truthy(same, "inpainting kept the left half")
+  T.truthy(differ, "and sampled the right half")
+  local err = io.stderr
+  io.stderr = io.open(dir .. "/stderr.txt", "w")
+  local st4 = cli.run { "train", "--edm", "--min-snr-gamma", "5", "--steps", "1" }
+  local st5 = cli.run { "sample", "--spacing", "karas" }
+  io.stderr:close()
+  io.stderr = err
+  T.eq(st4, 1, "--edm with a DDPM-family flag fails")
+  T.eq(st5, 2)
+  local msgs = io.open(dir .. "/stderr.txt"):read("a")
+  T.truthy(msgs:find("--min-snr-gamma belongs to the DDPM family", 1, true), msgs)
+  T.truthy(msgs:find("did you mean 'karras'", 1, true), msgs)
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
 T.finish()
