@@ -32,6 +32,12 @@ ALL_CFLAGS += -DMD_HAVE_MPI -I$(MPI_DIR)/include
 LIBS       += -L$(MPI_DIR)/lib -lmpi
 endif
 
+# JPEG (md.image.load, md.data.image_folder) when libturbojpeg0-dev is installed.
+ifneq ($(wildcard /usr/include/turbojpeg.h),)
+ALL_CFLAGS += -DMD_HAVE_JPEG
+LIBS       += -lturbojpeg
+endif
+
 CORE_SRC := $(wildcard csrc/*.c csrc/ops/*.c csrc/io/*.c csrc/backend/*.c)
 LUA_SRC  := $(wildcard csrc/lua/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
@@ -90,7 +96,7 @@ sanitize: setup
 # under tests/fuzz/regressions/<target>/, which `make test` then loads.
 FUZZ_RUNS    ?= 1000000
 FUZZ_TARGETS := safetensors png idx json
-FUZZ_CORE    := csrc/tensor.c csrc/layout.c csrc/alloc.c csrc/error.c csrc/io/png.c csrc/io/idx.c \
+FUZZ_CORE    := csrc/tensor.c csrc/layout.c csrc/alloc.c csrc/error.c csrc/io/png.c csrc/io/pixels.c csrc/io/idx.c \
                 csrc/io/safetensors.c csrc/io/json.c
 FUZZ_FLAGS   := -std=c11 -g -O1 -D_GNU_SOURCE -Icsrc -Wno-unknown-pragmas \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined

@@ -98,7 +98,7 @@ metrics.run = run
 
 -- Share of ds (a data set table) that net labels correctly.
 function metrics.accuracy(net, ds)
-  local logits = run(net, ds.images, 500)
+  local logits = run(net, md.data.float_images(ds), 500)
   return logits:argmax(2):eq(ds.labels):sum():item() / ds.n
 end
 
@@ -548,13 +548,13 @@ end
 function metrics.reference(opts)
   opts = options.check("metrics.reference", opts, { data = true, name = "string", net = "table",
                                                     cache_dir = "string", cache = "boolean" })
-  if opts.data ~= nil and not md.is_tensor(opts.data) and not (type(opts.data) == "table" and md.is_tensor(opts.data.images)) then
+  if opts.data ~= nil and not md.is_tensor(opts.data) and not md.data.is_image_set(opts.data) then
     error("metrics.reference: data must be a data set table (with .images) or an N x C x H x W tensor", 2)
   end
   local net = opts.net or metrics.default_net()
   local data, name = opts.data, opts.name
   if data == nil then data, name = md.data.fashion_mnist { split = "test" }, name or "fashion_mnist_test" end
-  local images = md.is_tensor(data) and data or data.images
+  local images = md.is_tensor(data) and data or md.data.float_images(data)
   check_images("metrics.reference", images, net)
   local hash = metrics.net_hash(net)
   local path

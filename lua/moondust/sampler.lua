@@ -112,6 +112,15 @@ sampler.samplers = setmetatable({}, { __index = function(t, name)
 end })
 
 -- Samples one batch; gens holds one generator per image.
+-- {C, H, W} of a model's images: image_size is a number (square) or {H, W};
+-- 28 x 28 (Fashion-MNIST) when nothing says otherwise.
+function sampler.image_shape(cfg, image_size)
+  local s = image_size or cfg.image_size or 28
+  local h, w = s, s
+  if type(s) == "table" then h, w = s[1], s[2] end
+  return { cfg.in_channels or 1, h, w }
+end
+
 function sampler.sample_batch(model, gens, y, opts)
   local sched = opts.sched
   local null_class = model.config and model.config.num_classes
@@ -173,7 +182,7 @@ function sampler.sample(model, opts)
   end
   local steps = options.integer("sample", "steps", opts.steps, 1, base.T) or (kind == "ddpm" and base.T or 50)
   local o = setmetatable({ sched = md.schedule.respace(base, steps),
-                           shape = opts.shape or { cfg.in_channels or 1, model.image_size or 28, model.image_size or 28 },
+                           shape = opts.shape or sampler.image_shape(cfg, model.image_size),
                            prediction = opts.prediction or model.prediction },
                          { __index = opts })
   local null_class = cfg.num_classes
