@@ -58,7 +58,7 @@ int md_jpeg_decode(md_pixels *out, const char *path, int channels, bool header_o
   int w, h, subsamp, colorspace;
   if (!tj) {
     rc = md_error("jpeg: cannot start the decoder for %s", path);
-  } else if (size < 4 || buf[0] != 0xFF || buf[1] != 0xD8) {
+  } else if (size < 2 || buf[0] != 0xFF || buf[1] != 0xD8) {
     rc = md_error("jpeg: %s is not a JPEG file (bad signature)", path);
   } else if (tjDecompressHeader3(tj, buf, (unsigned long)size, &w, &h, &subsamp, &colorspace) != 0) {
     rc = md_error("jpeg: %s is corrupt: %s", path, tjGetErrorStr2(tj));

@@ -41,13 +41,14 @@ static int f_jpeg_available(lua_State *L) {
 
 /* The strings of the array at idx, in an array the collector owns (the
  * strings stay alive in the table). */
-static const char **path_list(lua_State *L, int idx, int64_t *n) {
+static const char **path_list(lua_State *L, int idx, int64_t *n, const char *where) {
   luaL_checktype(L, idx, LUA_TTABLE);
   *n = (int64_t)luaL_len(L, idx);
   if (*n < 1) luaL_argerror(L, idx, "expected a non-empty list of paths");
   const char **paths = lua_newuserdatauv(L, sizeof *paths * (size_t)*n, 0);
   for (int64_t i = 0; i < *n; i++) {
-    if (lua_geti(L, idx, i + 1) != LUA_TSTRING) luaL_error(L, "path %d is a %s, not a string", (int)(i + 1), luaL_typename(L, -1));
+    if (lua_geti(L, idx, i + 1) != LUA_TSTRING)
+      luaL_error(L, "%s: path %d is a %s, not a string", where, (int)(i + 1), luaL_typename(L, -1));
     paths[i] = lua_tostring(L, -1);
     lua_pop(L, 1);
   }
@@ -69,7 +70,7 @@ static void push_errors(lua_State *L, char **errors, int64_t n) {
 /* core.image_probe({path, ...}) -> {{h =, w =, channels =} or {error = message}, ...}, in parallel */
 static int f_image_probe(lua_State *L) {
   int64_t n;
-  const char **paths = path_list(L, 1, &n);
+  const char **paths = path_list(L, 1, &n, "image_probe");
   md_pixels *info = lua_newuserdatauv(L, sizeof *info * (size_t)n, 0);
   char **errors = lua_newuserdatauv(L, sizeof *errors * (size_t)n, 0);
   int rc = md_image_probe_all(n, paths, info, errors);
@@ -190,7 +191,7 @@ static const char *const fit_names[] = {"exact", "resize", "cover", NULL};
  * that fail are left out (their messages keyed by their position in paths). */
 static int f_image_decode(lua_State *L) {
   int64_t n;
-  const char **paths = path_list(L, 1, &n);
+  const char **paths = path_list(L, 1, &n, "image_decode");
   lua_Integer c = luaL_checkinteger(L, 2), h = luaL_checkinteger(L, 3), w = luaL_checkinteger(L, 4);
   md_fit fit = (md_fit)luaL_checkoption(L, 5, "exact", fit_names);
   char **errors = lua_newuserdatauv(L, sizeof *errors * (size_t)n, 0);
