@@ -194,12 +194,20 @@ function data.is_image_set(ds)
     and type(ds.n) == "number"
 end
 
--- Every image of a data set as one N x C x H x W float tensor in [-1, 1]
--- (centre windows for random_crop); a tensor data set's own tensor.
+-- Images first .. first + count - 1 (1-based) of a data set, or of an
+-- N x C x H x W tensor, as floats in [-1, 1] (centre windows for random_crop).
+function data.rows(src, first, count)
+  local im = md.is_tensor(src) and src or src.images
+  if md.is_tensor(im) then return im:narrow(1, first, count) end
+  local _, h, w = data.image_shape(src)
+  return im:gather(md.arange(first - 1, first - 1 + count), h, w)
+end
+
+-- Every image of a data set as one N x C x H x W float tensor in [-1, 1];
+-- a tensor data set's own tensor. (md.metrics reads big sets by data.rows.)
 function data.float_images(ds)
   if md.is_tensor(ds.images) then return ds.images end
-  local _, h, w = data.image_shape(ds)
-  return ds.images:gather(md.arange(ds.n), h, w)
+  return data.rows(ds, 1, ds.n)
 end
 
 -- Batches of a data set. loader() iterates over one epoch; loader:next()

@@ -141,6 +141,17 @@ T.test("hflip mirrors about half the images, from the loader's generator, and re
   end, "hflip needs a byte-store data set")
 end)
 
+T.test("md.metrics reads a byte-store data set a batch at a time, as its floats", function()
+  local ds = md.data.image_folder(path("rand"), { size = 8, resize = "random_crop" })
+  md.manual_seed(2)
+  local net = md.metrics.FeatureNet { in_channels = 3, height = 8, width = 8, channels = 8, features = 4, num_classes = 2 }
+  T.near(md.metrics.features(ds, net), md.metrics.features(md.data.float_images(ds), net), 1e-6)
+  T.near(md.data.rows(ds, 2, 3), md.index_select(md.data.float_images(ds), 1, md.tensor { 1, 2, 3 }), 0)
+  T.eq(md.metrics.reference { data = ds, net = net, cache = false }.n, 5)
+  T.errors(function() md.metrics.features(md.data.image_folder(path("gray")), net) end,
+    "takes 3 channel(s), the images have 1")
+end)
+
 T.test("unreadable files are skipped and reported; strict = true makes them errors", function()
   md.core.mkdir_p(path("bad"))
   for i = 1, 3 do md.image.save(md.full({ 1, 4, 4 }, 0), path(("bad/ok%d.png"):format(i))) end
