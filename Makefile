@@ -50,6 +50,12 @@ ALL_CFLAGS += -DMD_HAVE_READLINE
 LIBS       += -lreadline
 endif
 
+# JPEG (md.image.load, md.data.image_folder) when libturbojpeg0-dev is installed.
+ifneq ($(wildcard /usr/include/turbojpeg.h),)
+ALL_CFLAGS += -DMD_HAVE_JPEG
+LIBS       += -lturbojpeg
+endif
+
 CORE_SRC := $(wildcard csrc/*.c csrc/ops/*.c csrc/io/*.c csrc/backend/*.c)
 LUA_SRC  := $(wildcard csrc/lua/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
@@ -107,17 +113,19 @@ sanitize: setup
 # each target from the seed corpus in tests/fuzz/corpus/. A crash is saved
 # under tests/fuzz/regressions/<target>/, which `make test` then loads.
 FUZZ_RUNS    ?= 1000000
-FUZZ_TARGETS := safetensors png idx json
-FUZZ_CORE    := csrc/tensor.c csrc/layout.c csrc/alloc.c csrc/error.c csrc/io/png.c csrc/io/idx.c \
-                csrc/io/safetensors.c csrc/io/json.c
+FUZZ_TARGETS := safetensors png jpeg idx json
+FUZZ_CORE    := csrc/tensor.c csrc/layout.c csrc/alloc.c csrc/error.c csrc/io/png.c csrc/io/pixels.c csrc/io/jpeg.c \
+                csrc/io/idx.c csrc/io/safetensors.c csrc/io/json.c
 FUZZ_FLAGS   := -std=c11 -g -O1 -D_GNU_SOURCE -Icsrc -Wno-unknown-pragmas \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_JPEG      := $(if $(wildcard /usr/include/turbojpeg.h),-DMD_HAVE_JPEG)
+FUZZ_JPEG_LIBS := $(if $(wildcard /usr/include/turbojpeg.h),-lturbojpeg)
 fuzz:
 	@command -v clang >/dev/null || { echo "fuzz: needs clang and libfuzzer-14-dev (apt-get install clang libfuzzer-14-dev)"; exit 1; }
 	@mkdir -p build-fuzz
 	@for t in $(FUZZ_TARGETS); do \
-	  clang $(FUZZ_FLAGS) $$(pkg-config --cflags libpng zlib) -o build-fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c \
-	    $(FUZZ_CORE) $$(pkg-config --libs libpng zlib) -lm || exit 1; \
+	  clang $(FUZZ_FLAGS) $(FUZZ_JPEG) $$(pkg-config --cflags libpng zlib) -o build-fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c \
+	    $(FUZZ_CORE) $$(pkg-config --libs libpng zlib) $(FUZZ_JPEG_LIBS) -lm || exit 1; \
 	done
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p build-fuzz/corpus/$$t tests/fuzz/regressions/$$t; \

@@ -3,7 +3,7 @@
 # Fast when everything is present, so `make test` and `make main` call it.
 set -eu
 pkgs=(build-essential pkg-config lua5.4 liblua5.4-dev luarocks libopenblas-dev libpng-dev
-      zlib1g-dev check libdnnl-dev libreadline-dev dataset-fashion-mnist libopenmpi-dev openmpi-bin gnuplot-nox)
+      zlib1g-dev libturbojpeg0-dev check libdnnl-dev libreadline-dev dataset-fashion-mnist libopenmpi-dev openmpi-bin gnuplot-nox)
 [ -n "${MOONDUST_BENCH:-}" ] && pkgs+=(python3-torch libtcmalloc-minimal4)
 missing=()
 for p in "${pkgs[@]}"; do

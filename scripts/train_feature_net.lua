@@ -4,7 +4,7 @@
 --     [--out PATH] [--threads N] [--channels C] [--features D] [--lr LR] [--batch-size B] [--seed S]
 -- Default: Fashion-MNIST train split, tested on its test split, written to
 -- lua/moondust/assets/fashion_features.safetensors. With --data (a folder for
--- md.data.png_folder, one sub-folder per class) and no --test-data, every
+-- md.data.image_folder, one sub-folder per class) and no --test-data, every
 -- tenth image is held out for the test figure.
 --
 -- The shipped weights: `scripts/md-lua scripts/train_feature_net.lua`
@@ -58,9 +58,16 @@ local function main()
   local lr = options.number("train_feature_net", "lr", o.lr, 0, 1) or 2e-3
   md.manual_seed(seed)
   local train, test
+  -- a folder's bytes as one float tensor: the set is small, and hold_out and random_flip want tensors
+  local function folder(dir)
+    local ds = md.data.image_folder(dir)
+    if ds.warning then io.stderr:write(ds.warning .. "\n") end
+    ds.images = md.data.float_images(ds)
+    return ds
+  end
   if o.data then
-    train = md.data.png_folder(o.data)
-    if o.test_data then test = md.data.png_folder(o.test_data) else train, test = hold_out(train) end
+    train = folder(o.data)
+    if o.test_data then test = folder(o.test_data) else train, test = hold_out(train) end
   else
     train, test = md.data.fashion_mnist { split = "train" }, md.data.fashion_mnist { split = "test" }
   end

@@ -15,11 +15,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Big enough for any real image, small enough that h * w * 3 stays far
- * from overflow and a forged header cannot ask for terabytes. */
-#define MD_PNG_MAX_SIDE 16384
-#define MD_PNG_MAX_PIXELS (1 << 26)
-
 typedef struct {
   jmp_buf jump;
   char msg[256];
@@ -62,8 +57,10 @@ static void set_transforms(png_structp p, png_infop info, int channels) {
   png_read_update_info(p, info);
 }
 
-int md_png_read(md_tensor **out, const char *path, int channels) {
-  if (channels != 1 && channels != 3) return md_error("png: channels must be 1 or 3, got %d", channels);
+int md_png_decode(md_pixels *out, const char *path, int channels, bool header_only) {
+  if (channels != 0 && channels != 1 && channels != 3)
+    return md_error("png: channels must be 1 or 3, got %d", channels);
+  out->data = NULL;
   FILE *file = fopen(path, "rb");
   if (!file) return md_error("png: cannot open %s: %s", path, strerror(errno));
   unsigned char sig[8];
@@ -88,25 +85,30 @@ int md_png_read(md_tensor **out, const char *path, int channels) {
   }
   png_set_read_fn(p, file, read_file);
   png_set_sig_bytes(p, 8);
-  png_set_user_limits(p, MD_PNG_MAX_SIDE, MD_PNG_MAX_SIDE);
+  png_set_user_limits(p, MD_IMAGE_MAX_SIDE, MD_IMAGE_MAX_SIDE);
   png_read_info(p, info);
   /* Before allocating: a sane cap on pixels, and no more image than the
    * file's deflate stream can hold (at most 1032 bytes per byte). */
   struct stat st;
   double declared = (double)png_get_image_height(p, info) *
                     ((double)png_get_image_width(p, info) * png_get_channels(p, info) * png_get_bit_depth(p, info) / 8 + 1);
-  if ((double)png_get_image_height(p, info) * png_get_image_width(p, info) > MD_PNG_MAX_PIXELS ||
+  if ((double)png_get_image_height(p, info) * png_get_image_width(p, info) > MD_IMAGE_MAX_PIXELS ||
       (fstat(fileno(file), &st) == 0 && declared > 1032.0 * (double)st.st_size + 65536)) {
     rc = md_error("png: %s declares a %u x %u image, more than its %lld bytes can hold (or above %d pixels)", path,
                   (unsigned)png_get_image_width(p, info), (unsigned)png_get_image_height(p, info),
-                  (long long)st.st_size, MD_PNG_MAX_PIXELS);
+                  (long long)st.st_size, MD_IMAGE_MAX_PIXELS);
     goto done;
   }
-  set_transforms(p, info, channels);
-  int64_t h = png_get_image_height(p, info), w = png_get_image_width(p, info);
+  int type = png_get_color_type(p, info);
+  int native = type == PNG_COLOR_TYPE_PALETTE || (type & PNG_COLOR_MASK_COLOR) ? 3 : 1;
+  int want = channels ? channels : native;
+  out->h = png_get_image_height(p, info), out->w = png_get_image_width(p, info), out->c = header_only ? native : want;
+  if (header_only) goto done;
+  set_transforms(p, info, want);
+  int64_t h = out->h, w = out->w;
   size_t rowbytes = png_get_rowbytes(p, info);
-  if (png_get_bit_depth(p, info) != 8 || png_get_channels(p, info) != channels || rowbytes != (size_t)(w * channels)) {
-    rc = md_error("png: %s: cannot convert to 8-bit with %d channel(s)", path, channels);
+  if (png_get_bit_depth(p, info) != 8 || png_get_channels(p, info) != want || rowbytes != (size_t)(w * want)) {
+    rc = md_error("png: %s: cannot convert to 8-bit with %d channel(s)", path, want);
     goto done;
   }
   pixels = malloc((size_t)h * rowbytes);
@@ -118,16 +120,8 @@ int md_png_read(md_tensor **out, const char *path, int channels) {
   for (int64_t y = 0; y < h; y++) rows[y] = pixels + y * rowbytes;
   png_read_image(p, rows);
   png_read_end(p, NULL);
-  int64_t shape[3] = {channels, h, w};
-  md_tensor *t = md_tensor_new(3, shape);
-  if (!t) {
-    rc = MD_ERR;
-    goto done;
-  }
-  float *d = md_data(t);
-  for (int64_t c = 0; c < channels; c++) /* interleaved HWC bytes -> planar CHW */
-    for (int64_t i = 0; i < h * w; i++) d[c * h * w + i] = md_png_from_byte(pixels[i * channels + c]);
-  *out = t;
+  out->data = pixels;
+  pixels = NULL; /* the caller's now */
 done:
   png_destroy_read_struct(&p, &info, NULL);
   free(pixels);
@@ -136,13 +130,22 @@ done:
   return rc;
 }
 
+int md_png_read(md_tensor **out, const char *path, int channels) {
+  if (channels != 1 && channels != 3) return md_error("png: channels must be 1 or 3, got %d", channels);
+  md_pixels px;
+  if (md_png_decode(&px, path, channels, false) != MD_OK) return MD_ERR;
+  *out = md_pixels_to_tensor(&px);
+  md_pixels_free(&px);
+  return *out ? MD_OK : MD_ERR;
+}
+
 int md_png_write(const char *path, const md_tensor *t) {
   char sb[MD_SHAPE_STR_LEN];
   if (t->ndim != 3 || (t->shape[0] != 1 && t->shape[0] != 3))
     return md_error("png: expected an image of shape C x H x W with C = 1 or 3, got %s", md_shape_str(t, sb, sizeof sb));
   int64_t c = t->shape[0], h = t->shape[1], w = t->shape[2];
-  if (h < 1 || w < 1 || h > MD_PNG_MAX_SIDE || w > MD_PNG_MAX_SIDE)
-    return md_error("png: image sides must be 1..%d, got %s", MD_PNG_MAX_SIDE, md_shape_str(t, sb, sizeof sb));
+  if (h < 1 || w < 1 || h > MD_IMAGE_MAX_SIDE || w > MD_IMAGE_MAX_SIDE)
+    return md_error("png: image sides must be 1..%d, got %s", MD_IMAGE_MAX_SIDE, md_shape_str(t, sb, sizeof sb));
   unsigned char *pixels = malloc((size_t)(c * h * w));
   png_bytep *rows = malloc((size_t)h * sizeof *rows);
   if (!pixels || !rows) {

@@ -2,7 +2,7 @@
  * call the C core, push the result or raise the core's message as a Lua error.
  *
  * Each area (l_tensor.c, l_autograd.c, l_runtime.c, l_ops.c, l_random.c, l_conv.c,
- * l_nn.c, l_io.c, l_json.c, l_optim.c, l_diffusion.c, l_dist.c)
+ * l_nn.c, l_io.c, l_image.c, l_json.c, l_optim.c, l_diffusion.c, l_dist.c)
  * exports two NULL-terminated luaL_Reg arrays that moondust.c registers:
  * module functions (md.core.xxx) and tensor methods (t:xxx()). */
 #ifndef MD_BINDING_H
@@ -58,6 +58,7 @@ extern const luaL_Reg mdl_random_funcs[], mdl_random_methods[];
 extern const luaL_Reg mdl_conv_funcs[], mdl_conv_methods[];
 extern const luaL_Reg mdl_nn_funcs[], mdl_nn_methods[];
 extern const luaL_Reg mdl_io_funcs[], mdl_io_methods[];
+extern const luaL_Reg mdl_image_funcs[], mdl_image_methods[];
 extern const luaL_Reg mdl_json_funcs[], mdl_json_methods[];
 extern const luaL_Reg mdl_optim_funcs[], mdl_optim_methods[];
 extern const luaL_Reg mdl_diffusion_funcs[], mdl_diffusion_methods[];

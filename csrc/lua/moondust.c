@@ -13,11 +13,11 @@ int mdl_tensor_newindex(lua_State *L);
 
 static const luaL_Reg *const area_funcs[] = {
     mdl_tensor_funcs, mdl_autograd_funcs, mdl_runtime_funcs, mdl_ops_funcs, mdl_random_funcs, mdl_conv_funcs,
-    mdl_nn_funcs,     mdl_io_funcs, mdl_json_funcs,  mdl_optim_funcs,  mdl_diffusion_funcs, mdl_dist_funcs, mdl_repl_funcs,
+    mdl_nn_funcs,     mdl_io_funcs, mdl_image_funcs, mdl_json_funcs,  mdl_optim_funcs,  mdl_diffusion_funcs, mdl_dist_funcs, mdl_repl_funcs,
 };
 static const luaL_Reg *const area_methods[] = {
     mdl_tensor_methods, mdl_autograd_methods, mdl_runtime_methods, mdl_ops_methods, mdl_random_methods, mdl_conv_methods,
-    mdl_nn_methods,     mdl_io_methods, mdl_json_methods,  mdl_optim_methods,  mdl_diffusion_methods, mdl_dist_methods, mdl_repl_methods,
+    mdl_nn_methods,     mdl_io_methods, mdl_image_methods, mdl_json_methods,  mdl_optim_methods,  mdl_diffusion_methods, mdl_dist_methods, mdl_repl_methods,
 };
 
 /* Every exposed function goes through this closure (upvalues: the function,

@@ -4,7 +4,7 @@
 -- a summary line and one entry per flag, {name, type, default, help, ...}.
 -- That table makes the usage text and checks every flag before the command
 -- runs. Types: "integer", "number", "string", "boolean" (a flag without a
--- value); optional fields: min, max, positive (> 0), choices, meta (the
+-- value), "size" (N or HxW, becoming N or {H, W}); optional fields: min, max, positive (> 0), choices, meta (the
 -- value's placeholder in the usage), default_text (when the default is not
 -- a plain value). Every command also takes --threads and --help.
 local md = require "moondust"
@@ -39,14 +39,22 @@ local function with_sampling_flags(spec)
 end
 
 cli.flags.train = {
-  summary = "train a class-conditional DDPM U-Net on Fashion-MNIST (or a folder of PNGs)",
+  summary = "train a class-conditional DDPM U-Net on Fashion-MNIST (or a folder of PNG/JPEG images)",
   { "minutes", "number", nil, "stop after M minutes", positive = true, meta = "M", default_text = "10 when --steps is not given" },
   { "steps", "integer", nil, "stop after N steps (whichever comes first)", min = 1 },
   { "checkpoint", "string", nil, "where to save and resume", meta = "PATH",
     default_text = DEFAULT_CHECKPOINT .. "; with --data, checkpoints/<folder name>.safetensors" },
   { "fresh", "boolean", nil, "start over even if the checkpoint exists (default: resume)" },
-  { "data", "string", nil, "a folder of PNGs instead of Fashion-MNIST (sub-folders are classes)", meta = "DIR" },
-  { "image-channels", "integer", 1, "load the PNGs as gray (1) or RGB (3)", choices = { 1, 3 } },
+  { "data", "string", nil, "a folder of PNG/JPEG images instead of Fashion-MNIST (sub-folders are classes)",
+    meta = "DIR" },
+  { "image-channels", "integer", nil, "load the --data images as gray (1) or RGB (3)", choices = { 1, 3 },
+    default_text = "3 if any image is colour, else 1" },
+  { "image-size", "size", nil, "bring the --data images to N x N (or H x W)", meta = "N|HxW",
+    default_text = "all images must share one size" },
+  { "resize", "string", nil, "how --image-size is met", choices = { "center_crop", "resize", "random_crop" },
+    default_text = "center_crop" },
+  { "hflip", "boolean", nil, "mirror --data images at random (augmentation)" },
+  { "strict", "boolean", nil, "an unreadable --data image is an error (default: skipped with a warning)" },
   { "channels", "integer", 32, "model_channels of the U-Net", min = 1 },
   { "batch-size", "integer", 128, "images per step", min = 1 },
   { "lr", "number", 5e-4, "AdamW learning rate", positive = true, max = 1e3 },
@@ -174,6 +182,13 @@ local function convert(where, f, text)
       options.number(where, name, v, f.min, f.max)
     end
     if f.positive and v <= 0 then error(("%s: %s must be positive, got %s"):format(where, name, text), 0) end
+  elseif kind == "size" then
+    local h, w = text:match("^(%d+)[xX](%d+)$")
+    h, w = math.tointeger(tonumber(h or text)), math.tointeger(tonumber(w or h or text))
+    if not h or not w then error(("%s: %s must be N or HxW, got '%s'"):format(where, name, text), 0) end
+    options.integer(where, name, h, 1, 16384)
+    options.integer(where, name, w, 1, 16384)
+    v = h == w and h or { h, w }
   end
   if f.choices then options.choice(where, name, v, f.choices) end
   return v
@@ -227,19 +242,25 @@ local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 function cli.train(o)
   local data, checkpoint
   if o.data then
-    data = md.data.png_folder(o.data, { channels = o.image_channels })
+    data = md.data.image_folder(o.data, { channels = o.image_channels, size = o.image_size, resize = o.resize,
+                                          hflip = o.hflip, strict = o.strict })
     local name = o.data:gsub("/+$", ""):match("([^/]+)$") or "data"
     checkpoint = o.checkpoint or ("checkpoints/%s.safetensors"):format(name)
   else
+    for _, flag in ipairs { "image_channels", "image_size", "resize", "hflip", "strict" } do
+      if o[flag] ~= nil then error(("--%s applies to --data folders, not Fashion-MNIST"):format((flag:gsub("_", "-"))), 0) end
+    end
     data = md.data.fashion_mnist { split = "train" }
     checkpoint = o.checkpoint or DEFAULT_CHECKPOINT
   end
   local classes = #data.classes > 1 and #data.classes or false
-  local model = md.nn.UNet { in_channels = data.images:size(2), out_channels = data.images:size(2),
-                             model_channels = o.channels, num_classes = classes, dropout = o.dropout,
-                             image_size = { data.images:size(3), data.images:size(4) } }
+  local c, h, w = md.data.image_shape(data)
+  local model = md.nn.UNet { in_channels = c, out_channels = c, model_channels = o.channels, num_classes = classes,
+                             dropout = o.dropout, image_size = { h, w } }
   if md.dist.is_main() then
-    io.stderr:write(("U-Net: %d parameters, %d training images\n"):format(model:num_parameters(), data.n))
+    if data.warning then io.stderr:write(data.warning .. "\n") end
+    io.stderr:write(("U-Net: %d parameters, %d training images of %dx%dx%d%s\n"):format(model:num_parameters(),
+      data.n, c, h, w, data.channels_detected and " (channels detected)" or ""))
   end
   local diffusion
   if o.edm then

@@ -1,21 +1,27 @@
--- PNG images in [-1, 1]: md.image.save, md.image.load, md.image.save_grid.
+-- PNG and JPEG images in [-1, 1]: md.image.save, md.image.load, md.image.save_grid.
 local md = require "moondust"
 local core = md.core
 local options = require "moondust.options"
 
 local image = {}
 
--- img: C x H x W or 1 x C x H x W, values in [-1, 1]
-function image.save(img, path)
+-- img: C x H x W or 1 x C x H x W, values in [-1, 1]. A name ending in .jpg
+-- or .jpeg writes a JPEG (opts.quality 1..100, default 95), anything else a PNG.
+function image.save(img, path, opts)
+  opts = options.check("image.save", opts, { quality = "number" })
+  options.integer("image.save", "quality", opts.quality, 1, 100)
   if img:dim() == 4 and img:size(1) == 1 then img = img[1] end
-  core.png_write(path, img:detach())
+  if path:lower():match("%.jpe?g$") then core.jpeg_write(path, img:detach(), opts.quality or 95)
+  else core.png_write(path, img:detach()) end
   return path
 end
 
--- -> C x H x W in [-1, 1]; opts.channels = 1 (default) or 3
+-- A PNG or JPEG (told apart by its contents) -> C x H x W in [-1, 1];
+-- opts.channels = 1 or 3, default the file's own (1 for gray, 3 for colour).
 function image.load(path, opts)
   opts = options.check("image.load", opts, { channels = "number" })
-  return core.png_read(path, opts.channels or 1)
+  options.choice("image.load", "channels", opts.channels, { 1, 3 })
+  return core.image_read(path, opts.channels or 0)
 end
 
 -- batch N x C x H x W -> one C x H' x W' image, nrow images per row.

@@ -78,15 +78,20 @@ function FeatureNet:forward(x)
   return self.head(f), f
 end
 
--- One pass of net over images in batches, without grad and in eval mode:
--- -> logits (N x K), features (N x D).
+-- The number of images of a tensor or a data set.
+local function count(images) return md.is_tensor(images) and images:size(1) or images.n end
+
+-- One pass of net over images (a tensor or a data set, whose byte store is
+-- turned into floats a batch at a time) in batches, without grad and in
+-- eval mode: -> logits (N x K), features (N x D).
 local function run(net, images, batch_size)
   local was_training = net.training
   net:eval()
   local logits, feats = {}, {}
+  local n = count(images)
   md.no_grad(function()
-    for start = 1, images:size(1), batch_size do
-      local l, f = net(images:narrow(1, start, math.min(batch_size, images:size(1) - start + 1)))
+    for start = 1, n, batch_size do
+      local l, f = net(md.data.rows(images, start, math.min(batch_size, n - start + 1)))
       logits[#logits + 1], feats[#feats + 1] = l, f
     end
   end)
@@ -98,7 +103,7 @@ metrics.run = run
 
 -- Share of ds (a data set table) that net labels correctly.
 function metrics.accuracy(net, ds)
-  local logits = run(net, ds.images, 500)
+  local logits = run(net, ds, 500)
   return logits:argmax(2):eq(ds.labels):sum():item() / ds.n
 end
 
@@ -119,16 +124,18 @@ function metrics.default_net()
 end
 
 local function check_images(where, images, net)
-  if not md.is_tensor(images) or images:dim() ~= 4 then
-    error(where .. ": images must be an N x C x H x W tensor in [-1, 1]", 3)
+  local set = not md.is_tensor(images) and md.data.is_image_set(images)
+  if not set and (not md.is_tensor(images) or images:dim() ~= 4) then
+    error(where .. ": images must be an N x C x H x W tensor in [-1, 1] or a data set", 3)
   end
   local c = net.config.in_channels
-  if images:size(2) ~= c then
-    error(("%s: the feature network takes %d channel(s), the images have %d"):format(where, c, images:size(2)), 3)
+  local have = set and md.data.image_shape(images) or images:size(2)
+  if have ~= c then
+    error(("%s: the feature network takes %d channel(s), the images have %d"):format(where, c, have), 3)
   end
 end
 
--- images (N x C x H x W in [-1, 1]) -> N x D features of the penultimate layer.
+-- images (N x C x H x W in [-1, 1], or a data set) -> N x D features of the penultimate layer.
 function metrics.features(images, net)
   net = net or metrics.default_net()
   check_images("metrics.features", images, net)
@@ -549,22 +556,22 @@ end
 function metrics.reference(opts)
   opts = options.check("metrics.reference", opts, { data = true, name = "string", net = "table",
                                                     cache_dir = "string", cache = "boolean" })
-  if opts.data ~= nil and not md.is_tensor(opts.data) and not (type(opts.data) == "table" and md.is_tensor(opts.data.images)) then
+  if opts.data ~= nil and not md.is_tensor(opts.data) and not md.data.is_image_set(opts.data) then
     error("metrics.reference: data must be a data set table (with .images) or an N x C x H x W tensor", 2)
   end
   local net = opts.net or metrics.default_net()
   local data, name = opts.data, opts.name
   if data == nil then data, name = md.data.fashion_mnist { split = "test" }, name or "fashion_mnist_test" end
-  local images = md.is_tensor(data) and data or data.images
+  local images = data
   check_images("metrics.reference", images, net)
   local hash = metrics.net_hash(net)
   local path
   if name and opts.cache ~= false then
     path = ("%s/reference_%s_%d_%s.safetensors"):format(opts.cache_dir or metrics.cache_dir(),
-      name:gsub("[^%w%-_.]", "_"), images:size(1), hash)
+      name:gsub("[^%w%-_.]", "_"), count(images), hash)
     if references[path] then return references[path] end
   end
-  local ref = { name = name, n = images:size(1), net_hash = hash, path = path }
+  local ref = { name = name, n = count(images), net_hash = hash, path = path }
   if path and exists(path) then
     local tensors, meta = md.checkpoint.read(path)
     ref.features, ref.kid_cache = tensors.features, meta.kid or {}

@@ -153,6 +153,15 @@ sampler.dynamic_threshold = dynamic_threshold
 sampler.samplers = require "moondust.samplers"
 sampler.registry = sampler.samplers.registry
 
+-- {C, H, W} of a model's images: image_size is a number (square) or {H, W};
+-- 28 x 28 (Fashion-MNIST) when nothing says otherwise.
+function sampler.image_shape(cfg, image_size)
+  local s = image_size or cfg.image_size or 28
+  local h, w = s, s
+  if type(s) == "table" then h, w = s[1], s[2] end
+  return { cfg.in_channels or 1, h, w }
+end
+
 local function sigma(ab) return ab >= 1 and 0 or math.sqrt((1 - ab) / ab) end
 
 -- Samples one batch: gens holds one generator per image; b the batch's
@@ -310,7 +319,7 @@ function sampler.sample(model, opts)
   local steps = options.integer("sample", "steps", opts.steps, 1, T) or default_steps
   local given = md.is_tensor(opts.init) and opts.init or md.is_tensor(opts.noise) and opts.noise or nil
   local shape = opts.shape or (given and given:dim() == 4 and { given:size(2), given:size(3), given:size(4) })
-    or { cfg.in_channels or 1, model.image_size or 28, model.image_size or 28 }
+    or sampler.image_shape(cfg, model.image_size)
   local o = setmetatable({ diffusion = d, sampler = kind, shape = shape,
                            plan = d:plan(steps, opts.spacing or default_spacing(d, impl)) }, { __index = opts })
   if impl.ve and o.plan.ab[#o.plan.ab] == 0 then

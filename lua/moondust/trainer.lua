@@ -89,7 +89,7 @@ local function restore_state(o, s)
   s.losses = meta.losses or {}
 end
 
-local sample_options = { diffusion = "table", image_size = "number", model_kind = "string", steps = "number",
+local sample_options = { diffusion = "table", image_size = true, model_kind = "string", steps = "number",
                          guidance = "number" }
 
 -- n samples from the EMA weights (DDIM, seed 1): labels[i] is the class of
@@ -101,7 +101,7 @@ local function ema_samples(model, ema, n, labels, opts)
   local x = md.sample(sampler_model, { n = n, class = labels, steps = opts.steps or 25,
                                        guidance = labels and (opts.guidance or 3) or nil, seed = 1,
                                        diffusion = opts.diffusion, progress = false,
-                                       shape = { cfg.in_channels, opts.image_size, opts.image_size } })
+                                       shape = md.sampler.image_shape(cfg, opts.image_size) })
   return x, labels
 end
 
@@ -153,8 +153,8 @@ local function check_options(opts)
   options.check(w, opts, train_options, 2)
   if not opts.model or not opts.data then error("train: needs model and data", 4) end
   if not opts.steps and not opts.minutes then error("train: give steps or minutes (training is always bounded)", 4) end
-  if not md.is_tensor(opts.data.images) or opts.data.images:dim() ~= 4 then
-    error("train: data.images must be an N x C x H x W tensor", 4)
+  if not md.data.is_image_set(opts.data) then
+    error("train: data.images must be an N x C x H x W tensor or a byte store (md.data.image_folder)", 4)
   end
   options.integer(w, "steps", opts.steps, 1, nil, 2)
   options.number(w, "minutes", opts.minutes, 0, nil, 2)
@@ -221,7 +221,8 @@ function trainer.train(opts)
   local d = opts.diffusion or md.diffusion { schedule = opts.schedule, T = opts.T, prediction = opts.prediction }
   o.diffusion = d
   o.checkpoint = opts.checkpoint or "checkpoints/ddpm.safetensors"
-  o.image_size = opts.data.images:size(3)
+  local _, data_h, data_w = md.data.image_shape(opts.data)
+  o.image_size = data_h == data_w and data_h or { data_h, data_w }
   local model, cfg = opts.model, opts.model.config
   md.diffusion.attach(model, d)
   -- the class names, for md.sample(model, {class = "Sneaker"}) after md.load
@@ -242,11 +243,11 @@ function trainer.train(opts)
   local score_opts = { net = opts.eval_net, reference = opts.eval_reference }
   if evaluating then
     local net = opts.eval_net or md.metrics.default_net()
-    local c, want = net.config, opts.data.images
-    if c.in_channels ~= want:size(2) or c.height ~= want:size(3) or c.width ~= want:size(4) then
+    local c, dc, dh, dw = net.config, md.data.image_shape(opts.data)
+    if c.in_channels ~= dc or c.height ~= dh or c.width ~= dw then
       error(("train: evaluation needs a feature network for %dx%dx%d images; %s takes %dx%dx%d "
         .. "(train one with scripts/train_feature_net.lua and pass eval_net and eval_reference)"):format(
-        want:size(2), want:size(3), want:size(4), opts.eval_net and "eval_net" or "the shipped Fashion-MNIST network",
+        dc, dh, dw, opts.eval_net and "eval_net" or "the shipped Fashion-MNIST network",
         c.in_channels, c.height, c.width), 0)
     end
     if opts.eval_net and not opts.eval_reference then

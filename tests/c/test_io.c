@@ -1,5 +1,6 @@
-/* Mirrors csrc/io/{png,idx,safetensors}.c: round trips, and pixel mapping
- * and grids against naive_to_byte / naive_grid_at; malformed,
+/* Mirrors csrc/io/{png,jpeg,pixels,image,idx,safetensors}.c: round trips,
+ * and pixel mapping and grids against naive_to_byte / naive_grid_at; the
+ * resampler and the byte store against values worked by hand; malformed,
  * truncated or corrupt files give errors (never crashes). */
 #include <png.h>
 #include <stdio.h>
@@ -8,6 +9,8 @@
 #include <zlib.h>
 
 #include "io/idx.h"
+#include "io/image.h"
+#include "io/jpeg.h"
 #include "io/png.h"
 #include "io/safetensors.h"
 #include "testutil.h"
@@ -474,6 +477,112 @@ START_TEST(safetensors_temporaries_are_unique_and_stale_ones_removed) {
 }
 END_TEST
 
+START_TEST(resampler_keeps_constants_interpolates_and_antialiases) {
+  unsigned char rgb[7 * 13 * 3], out[3 * 20 * 30];
+  for (int i = 0; i < 7 * 13; i++) rgb[i * 3] = 10, rgb[i * 3 + 1] = 200, rgb[i * 3 + 2] = 77;
+  md_pixels p = {rgb, 7, 13, 3};
+  const int64_t sizes[4][2] = {{5, 4}, {3, 3}, {20, 30}, {7, 13}};
+  for (int fit = MD_FIT_RESIZE; fit <= MD_FIT_COVER; fit++)
+    for (int k = 0; k < 4; k++) {
+      int64_t h = sizes[k][0], w = sizes[k][1];
+      ck_assert_int_eq(md_pixels_fit(out, h, w, &p, (md_fit)fit), MD_OK);
+      for (int64_t i = 0; i < h * w; i++) {
+        ck_assert_int_eq(out[i], 10);
+        ck_assert_int_eq(out[h * w + i], 200);
+        ck_assert_int_eq(out[2 * h * w + i], 77);
+      }
+    }
+  /* enlarging 1 x 2 -> 1 x 4 is bilinear: pixel centres 0.5, 1.5 sampled at 0.25, 0.75, 1.25, 1.75 */
+  unsigned char two[2] = {0, 255}, four[4];
+  md_pixels q = {two, 1, 2, 1};
+  ck_assert_int_eq(md_pixels_fit(four, 1, 4, &q, MD_FIT_RESIZE), MD_OK);
+  const unsigned char want[4] = {0, 64, 191, 255};
+  for (int i = 0; i < 4; i++) ck_assert_int_eq(four[i], want[i]);
+  /* a one-pixel checkerboard shrunk 4x is gray: every source pixel is averaged in */
+  unsigned char board[16 * 16], small[16];
+  for (int i = 0; i < 256; i++) board[i] = ((i / 16 + i % 16) % 2) ? 255 : 0;
+  md_pixels b = {board, 16, 16, 1};
+  ck_assert_int_eq(md_pixels_fit(small, 4, 4, &b, MD_FIT_RESIZE), MD_OK);
+  for (int i = 0; i < 16; i++) ck_assert(abs(small[i] - 128) <= 8);
+  /* cover keeps the middle of a wide image: columns 0..3 = 0, 4..7 = 100, 8..11 = 200 */
+  unsigned char wide[4 * 12], mid[4];
+  for (int i = 0; i < 48; i++) wide[i] = (unsigned char)(100 * ((i % 12) / 4));
+  md_pixels wd = {wide, 4, 12, 1};
+  ck_assert_int_eq(md_pixels_fit(mid, 2, 2, &wd, MD_FIT_COVER), MD_OK);
+  for (int i = 0; i < 4; i++) ck_assert(abs(mid[i] - 100) <= 15);
+  ck_assert_int_eq(md_pixels_fit(out, 7, 12, &p, MD_FIT_EXACT), MD_ERR);
+  ck_assert_ptr_nonnull(strstr(md_errmsg(), "is 7 x 13, expected 7 x 12"));
+}
+END_TEST
+
+START_TEST(byte_store_gathers_windows_and_mirrors) {
+  md_byte_store *s = md_byte_store_new(2, 1, 3, 4);
+  ck_assert_ptr_nonnull(s);
+  for (int i = 0; i < 24; i++) s->data[i] = (unsigned char)i; /* image n, row y, column x = 12n + 4y + x */
+  int64_t idx[2] = {1, 0};
+  /* row 0: mirrored, window at the bottom right; row 1: as is, window at the top left */
+  float aug[8] = {0.1f, 0.99f, 0.99f, 0, 0.9f, 0.0f, 0.0f, 0};
+  md_tensor *t = NULL;
+  ck_assert_int_eq(md_byte_store_gather(&t, s, idx, 2, 2, 3, aug, true), MD_OK);
+  const float *d = md_data(t);
+  for (int y = 0; y < 2; y++)
+    for (int x = 0; x < 3; x++) {
+      ck_assert_float_eq(d[y * 3 + x], md_png_from_byte((unsigned char)(12 + 4 * (1 + y) + (1 + 2 - x))));
+      ck_assert_float_eq(d[6 + y * 3 + x], md_png_from_byte((unsigned char)(4 * y + x)));
+    }
+  md_tensor_release(t);
+  /* no aug: the centre window, unflipped */
+  ck_assert_int_eq(md_byte_store_gather(&t, s, idx, 1, 1, 2, NULL, true), MD_OK);
+  ck_assert_float_eq(md_data(t)[0], md_png_from_byte(12 + 4 + 1));
+  md_tensor_release(t);
+  int64_t bad = 2;
+  ck_assert_int_eq(md_byte_store_gather(&t, s, &bad, 1, 3, 4, NULL, false), MD_ERR);
+  ck_assert_ptr_nonnull(strstr(md_errmsg(), "index 2 is out of range 0..1"));
+  ck_assert_int_eq(md_byte_store_gather(&t, s, idx, 1, 4, 4, NULL, false), MD_ERR);
+  ck_assert_ptr_null(md_byte_store_new(0, 1, 3, 4));
+  ck_assert_ptr_null(md_byte_store_new(2, 2, 3, 4));
+  md_byte_store_free(s);
+}
+END_TEST
+
+START_TEST(jpeg_round_trip_and_forged_headers) {
+  make_dir();
+  int64_t shape[3] = {3, 16, 16};
+  md_tensor *img = md_tensor_full(3, shape, 0.25f);
+  md_pixels px;
+  if (!md_jpeg_available()) {
+    ck_assert_int_eq(md_jpeg_write(path_in("a.jpg"), img, 90), MD_ERR);
+    ck_assert_ptr_nonnull(strstr(md_errmsg(), "libturbojpeg0-dev"));
+    md_tensor_release(img);
+    return;
+  }
+  ck_assert_int_eq(md_jpeg_write(path_in("a.jpg"), img, 90), MD_OK);
+  ck_assert_int_eq(md_image_decode(&px, path_in("a.jpg"), 0, false), MD_OK);
+  ck_assert_int_eq(px.c, 3);
+  ck_assert_int_eq(px.h, 16);
+  for (int i = 0; i < 16 * 16 * 3; i++) ck_assert(abs(px.data[i] - md_png_to_byte(0.25f)) <= 2);
+  md_pixels_free(&px);
+  ck_assert_int_eq(md_image_decode(&px, path_in("a.jpg"), 1, false), MD_OK);
+  ck_assert_int_eq(px.c, 1);
+  md_pixels_free(&px);
+  /* the same bytes declaring 16000 x 16000: refused before allocating */
+  unsigned char buf[4096];
+  size_t n = read_bytes(path_in("a.jpg"), buf, sizeof buf);
+  size_t sof = 2;
+  while (sof + 9 < n && !(buf[sof] == 0xFF && buf[sof + 1] == 0xC0)) sof++;
+  ck_assert(sof + 9 < n);
+  buf[sof + 5] = buf[sof + 7] = 16000 >> 8;
+  buf[sof + 6] = buf[sof + 8] = 16000 & 255;
+  write_bytes(path_in("forged.jpg"), buf, n);
+  ck_assert_int_eq(md_image_decode(&px, path_in("forged.jpg"), 0, false), MD_ERR);
+  ck_assert_ptr_nonnull(strstr(md_errmsg(), "declares a 16000 x 16000 image"));
+  write_bytes(path_in("cut.jpg"), buf, 20);
+  ck_assert_int_eq(md_image_decode(&px, path_in("cut.jpg"), 0, false), MD_ERR);
+  ck_assert_ptr_nonnull(strstr(md_errmsg(), "cut.jpg is corrupt"));
+  md_tensor_release(img);
+}
+END_TEST
+
 Suite *make_suite(void) {
   Suite *s = suite_create("io");
   TCase *tc = tcase_create("files");
@@ -488,6 +597,9 @@ Suite *make_suite(void) {
   tcase_add_test(tc, safetensors_headers_are_parsed_strictly);
   tcase_add_test(tc, safetensors_truncated_or_flipped_never_crashes);
   tcase_add_test(tc, safetensors_temporaries_are_unique_and_stale_ones_removed);
+  tcase_add_test(tc, resampler_keeps_constants_interpolates_and_antialiases);
+  tcase_add_test(tc, byte_store_gathers_windows_and_mirrors);
+  tcase_add_test(tc, jpeg_round_trip_and_forged_headers);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -11,6 +11,8 @@ md.save(dir .. "safetensors/small.safetensors", { a = md.randn { 2, 3 }, b = md.
 md.save(dir .. "safetensors/one.safetensors", { w = md.arange(4) })
 md.core.png_write(dir .. "png/gray.png", md.rand { 1, 5, 7 } * 2 - 1)
 md.core.png_write(dir .. "png/rgb.png", md.rand { 3, 4, 3 } * 2 - 1)
+md.core.jpeg_write(dir .. "jpeg/gray.jpg", md.rand { 1, 9, 7 } * 2 - 1, 80)
+md.core.jpeg_write(dir .. "jpeg/rgb.jpg", md.rand { 3, 8, 17 } * 2 - 1, 90)
 -- IDX: magic (0, 0, type 0x08 unsigned byte, ndim), big-endian sizes, data
 local function be32(n) return string.char(n >> 24 & 255, n >> 16 & 255, n >> 8 & 255, n & 255) end
 write(dir .. "idx/images.idx", "\0\0\8\3" .. be32(2) .. be32(3) .. be32(3) .. string.rep("\7", 18))

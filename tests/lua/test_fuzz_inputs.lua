@@ -8,6 +8,11 @@ local loaders = {
   safetensors = function(p) return md.core.safetensors_read(p) end,
   png = function(p) return md.core.png_read(p, 1), md.core.png_read(p, 3) end,
   idx = function(p) return md.core.idx_read(p) end,
+  -- md_jpeg_decode through the format dispatch: what the fuzzer keeps starts with
+  -- the JPEG signature (anything else fails before any decoding)
+  jpeg = md.core.jpeg_available() and function(p)
+    return md.core.image_read(p, 1), md.core.image_read(p, 3), md.core.image_read(p)
+  end or nil,
   json = function(p) return md.core.json_decode(assert(io.open(p, "rb")):read("a")) end,
 }
 

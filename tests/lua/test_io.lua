@@ -30,7 +30,7 @@ T.test("image shapes are checked with clear errors", function()
   T.errors(function() md.image.save(md.zeros { 2, 4, 4 }, path("two.png")) end, "C = 1 or 3, got [2, 4, 4]")
   T.errors(function() md.image.save(md.zeros { 2, 1, 4, 4 }, path("batch.png")) end, "C x H x W")
   T.errors(function() md.image.save_grid(md.zeros { 1, 4, 4 }, path("g.png")) end, "N x C x H x W")
-  T.errors(function() md.image.load(path("a.png"), { channels = 2 }) end, "channels must be 1 or 3")
+  T.errors(function() md.image.load(path("a.png"), { channels = 2 }) end, "channels must be one of 1, 3")
   -- a 1 x C x H x W image saves as C x H x W; gray loads as RGB by replication
   md.image.save(md.full({ 1, 1, 3, 2 }, 0.2), path("one.png"))
   local rgb = md.image.load(path("one.png"), { channels = 3 })
