@@ -1,6 +1,7 @@
 -- Data sets and batches.
 --   md.data.fashion_mnist{split = "train" | "test", root = ...}
---   md.data.image_folder(dir, {channels =, size =, resize =, hflip =, strict =})  (alias png_folder)
+--   md.data.image_folder(dir, {channels =, size =, resize =, hflip =, strict =})
+--   md.data.png_folder(dir, opts): the older name of image_folder
 --   md.data.loader(ds, {batch_size = 128, shuffle = true, drop_last = false, generator = md.Generator(0)})
 -- A data set is {images = ..., labels = N floats, n = N, classes = {...}}, where images is an
 -- N x C x H x W float tensor in [-1, 1] (Fashion-MNIST) or a uint8 byte store (image_folder)
