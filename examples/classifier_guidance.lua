@@ -16,32 +16,16 @@ local clean = clf_example.Classifier()
 clean:load_state_dict((md.load("checkpoints/classifier_fashion.safetensors")))
 clean:eval()
 
--- The diffusion model gets "no class"; the classifier's gradient asks for
--- class (i - 1) % 10 for image i.
+-- The classifier's gradient asks for class (i - 1) % 10 for image i.
 local wanted = {}
 for i = 1, n do wanted[i] = (i - 1) % 10 end
 local y = md.tensor(wanted)
 
-local null = diffusion.config.num_classes
-local unconditional = setmetatable({}, { __index = diffusion,
-  __call = function(_, x, t) return diffusion(x, t, md.full({ x:size(1) }, null)) end })
-
 for _, scale in ipairs(scales) do
-  local cond_fn = md.guidance.classifier(noisy, scale)
-  -- the sampler hands cond_fn the batch's labels: slice ours to match
-  local offset = 0
-  local batch_fn = function(x, t)
-    return cond_fn(x, t, y:narrow(1, offset + 1, x:size(1)))
-  end
-  local chunks = {}
-  local bs = 100
-  for start = 1, n, bs do
-    offset = start - 1
-    local k = math.min(bs, n - start + 1)
-    chunks[#chunks + 1] = md.sample(unconditional, { n = k, steps = 50, sampler = "ddim", seed = start,
-                                                     cond_fn = batch_fn, progress = false })
-  end
-  local x = md.cat(chunks, 1)
+  -- the diffusion model gets its "no class" input; cond_fn sees the labels of its batch
+  local x = md.sample(diffusion, { n = n, class = wanted, unconditional = true, steps = 50, sampler = "ddim",
+                                   seed = 1, cond_fn = md.guidance.classifier(noisy, scale), batch_size = 100,
+                                   progress = false })
   local pred = md.no_grad(function() return clean(x):argmax(2) end)
   local acc = pred:eq(y):mean():item()
   print(("classifier guidance scale %g: %.1f%% of %d samples labelled as the requested class"):format(scale, 100 * acc, n))
