@@ -94,7 +94,10 @@ local function new_vp(opts)
     error("diffusion: at zero terminal SNR the noise says nothing about the image; use prediction v or x0", 3)
   end
   self.sched, self.T = sched, sched.T
-  if self.timesteps == "importance" then self.history = {} end
+  if self.timesteps == "importance" then -- the last losses at each t (a dense list, as checkpoints store it)
+    self.history = {}
+    for t = 1, self.T do self.history[t] = {} end
+  end
   return self
 end
 
@@ -109,7 +112,7 @@ local HISTORY = 10
 local function importance_probs(self)
   local h, T = self.history, self.T
   for t = 1, T do
-    if not h[t] or #h[t] < HISTORY then return nil end
+    if #h[t] < HISTORY then return nil end
   end
   local p, sum = {}, 0
   for t = 1, T do
@@ -222,7 +225,6 @@ function VP:observe(t, per)
   local h, lv = self.history, per:detach():flat()
   for i, v in ipairs(t:flat()) do
     local k = math.tointeger(v) + 1
-    h[k] = h[k] or {}
     table.insert(h[k], lv[i])
     if #h[k] > HISTORY then table.remove(h[k], 1) end
   end

@@ -29,10 +29,11 @@ end
 
 -- Starts from q_sample of the images at strength (0..1, default 0.6) of
 -- the way into the noise and samples from there (Meng et al. 2022).
+-- Each of these returns md.sample's images and info.
 function edit.img2img(model, images, opts)
   images_arg("img2img", images)
   if opts ~= nil and type(opts) ~= "table" then error("img2img: expected an options table", 2) end
-  return md.sample(model, with(opts, { init = images, strength = (opts and opts.strength) or 0.6 }))
+  return md.sample(model, with(opts, { init = images }))
 end
 
 -- Keeps the images where mask is 1 (re-noised to each step's level) and

@@ -28,7 +28,7 @@
 -- batch_size (64); progress (true); shape ({C, H, W}, default from the
 -- model); distributed (under mpirun: every rank samples its share and every
 -- rank gets all n). Editing: init (N x C x H x W images to start from) with
--- strength (0..1: how far into the noise they go, img2img); mask (1 where
+-- strength (0..1, default 0.6: how far into the noise they go, img2img); mask (1 where
 -- init is known, broadcast over channels) for inpainting with resample
 -- (RePaint's jumps: each step repeated r times, default 1). md.edit has the
 -- friendlier entry points.
@@ -278,8 +278,8 @@ function sampler.sample(model, opts)
     error(("sample: expected an options table, got a %s (md.sample(model, {n = 5}))"):format(type(opts)), 2)
   end
   opts = options.check("sample", opts, sample_options)
-  local n = options.integer("sample", "n", opts.n, 1) or (opts.init and opts.init:size(1))
-    or (opts.noise and opts.noise:size(1)) or 16
+  local n = options.integer("sample", "n", opts.n, 1) or (md.is_tensor(opts.init) and opts.init:size(1))
+    or (md.is_tensor(opts.noise) and opts.noise:size(1)) or 16
   local cfg = model.config or {}
   local d = diffusion_for(model, opts)
   local kind = opts.sampler or d.default_sampler
@@ -326,7 +326,7 @@ function sampler.sample(model, opts)
     error(("sample: the %s sampler works in sigma, which is infinite at zero terminal SNR; "
       .. "use ddim, ddpm, euler or dpmpp_2m"):format(kind), 2)
   end
-  if opts.init and not opts.mask then o.top = math.max(1, math.floor((opts.strength or 0.8) * #o.plan.ab + 0.5)) end
+  if opts.init and not opts.mask then o.top = math.max(1, math.floor((opts.strength or 0.6) * #o.plan.ab + 0.5)) end
   local init = images_option("init", opts.init, n, shape)
   local mask = images_option("mask", opts.mask, n, shape, true)
   local start = images_option("noise", opts.noise, n, shape)

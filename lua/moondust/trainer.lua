@@ -238,6 +238,9 @@ function trainer.train(opts)
   local rank, world = dist.init()
   local main = rank == 0
   if main then check_writable(dirname(o.checkpoint)) end
+  if world > 1 and d.history then -- each rank would learn its own probabilities from its shard
+    error("train: timesteps = \"importance\" is not supported under mpirun yet", 0)
+  end
   local eval_steps_every, eval_seconds = opts.eval_every or 0, (opts.eval_minutes or 0) * 60
   local evaluating = main and (eval_steps_every > 0 or eval_seconds > 0)
   local score_opts = { net = opts.eval_net, reference = opts.eval_reference }

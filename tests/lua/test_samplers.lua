@@ -252,6 +252,20 @@ T.test("inpainting keeps the known pixels; img2img and DDIM inversion", function
   T.eq(frames:size(1), 4)
 end)
 
+T.test("DDPM with learned variance: v = -1 is the posterior's variance, v = 1 is beta's", function()
+  local base = exact_vp(md.diffusion { schedule = "cosine", T = 200 })
+  for _, v in ipairs { -1, 1 } do
+    local d = md.diffusion { schedule = "cosine", T = 200, variance = "learned_range" }
+    local Learned = md.nn.Module:extend("LearnedVar")
+    function Learned:init() self.config = { in_channels = 1 } end
+    function Learned:forward(x, t) return md.cat({ base(x, t), md.full(x:shape(), v) }, 2) end
+    local m = md.diffusion.attach(Learned(), d)
+    local learned = sample(m, { sampler = "ddpm", steps = 20, n = 6 })
+    local fixed = sample(base, { sampler = "ddpm", steps = 20, n = 6, variance = v < 0 and "small" or "large" })
+    T.near(learned, fixed, 1e-4, "v = " .. v)
+  end
+end)
+
 T.test("the CLI: img2img, inpaint, every sampler and spacing; train's objective flags are checked", function()
   local cli = require "moondust.cli"
   local dir = os.tmpname(); os.remove(dir); md.core.mkdir_p(dir)
