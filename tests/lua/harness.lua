@@ -94,6 +94,17 @@ function T.gradcheck(f, inputs, opts)
   end
 end
 
+-- A fresh temporary folder, and path(name) inside it.
+function T.tempdir()
+  local dir = os.tmpname()
+  os.remove(dir)
+  require("moondust").core.mkdir_p(dir)
+  return dir, function(name) return dir .. "/" .. name end
+end
+
+function T.write_file(p, s) local f = assert(io.open(p, "wb")); f:write(s); f:close() end
+function T.read_file(p) local f = assert(io.open(p, "rb")); local s = f:read("a"); f:close(); return s end
+
 function T.finish()
   print(("RESULT %d %d"):format(passed, failed))
   os.exit(failed == 0 and 0 or 1)

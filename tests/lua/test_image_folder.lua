@@ -5,12 +5,8 @@ local T = require "harness"
 local md = require "moondust"
 local cli = require "moondust.cli"
 
-local dir = os.tmpname()
-os.remove(dir)
-md.core.mkdir_p(dir)
-local function path(name) return dir .. "/" .. name end
-local function write(p, s) local f = assert(io.open(p, "wb")); f:write(s); f:close() end
-local function read(p) local f = assert(io.open(p, "rb")); local s = f:read("a"); f:close(); return s end
+local dir, path = T.tempdir()
+local write, read = T.write_file, T.read_file
 local function shape(t) return table.concat(t:shape(), "x") end
 local jpeg = md.core.jpeg_available()
 

@@ -2,12 +2,8 @@
 local T = require "harness"
 local md = require "moondust"
 
-local dir = os.tmpname()
-os.remove(dir)
-md.core.mkdir_p(dir)
-local function path(name) return dir .. "/" .. name end
-local function write(p, s) local f = assert(io.open(p, "wb")); f:write(s); f:close() end
-local function read(p) local f = assert(io.open(p, "rb")); local s = f:read("a"); f:close(); return s end
+local dir, path = T.tempdir()
+local write, read = T.write_file, T.read_file
 
 T.test("PNG round trip and grids", function()
   local img = md.rand { 3, 6, 5 } * 2 - 1
