@@ -255,7 +255,8 @@ function cli.train(o)
   end
   local classes = #data.classes > 1 and #data.classes or false
   local c, h, w = md.data.image_shape(data)
-  local model = md.nn.UNet { in_channels = c, out_channels = c, model_channels = o.channels, num_classes = classes,
+  local model = md.nn.UNet { in_channels = c, out_channels = c, model_channels = o.channels,
+                             num_head_channels = math.min(32, o.channels), num_classes = classes,
                              dropout = o.dropout, image_size = { h, w } }
   if md.dist.is_main() then
     if data.warning then io.stderr:write(data.warning .. "\n") end
@@ -329,12 +330,12 @@ local function edit(o, what)
   if not o.input then error("give the image with --input PNG", 0) end
   if not o.out then error("give the grid's path with --out PNG", 0) end
   local model = load_model(o.checkpoint)
-  local c, size = model.config.in_channels, model.image_size
+  local c, h, w = table.unpack(md.sampler.image_shape(model.config, model.image_size))
   local img = md.image.load(o.input, { channels = c })
-  if img:size(2) ~= size or img:size(3) ~= size then
-    error(("%s is %dx%d; the model makes %dx%d images"):format(o.input, img:size(2), img:size(3), size, size), 0)
+  if img:size(2) ~= h or img:size(3) ~= w then
+    error(("%s is %dx%d; the model makes %dx%d images"):format(o.input, img:size(2), img:size(3), h, w), 0)
   end
-  local images = copies(img:reshape(1, c, size, size), o.n)
+  local images = copies(img:reshape(1, c, h, w), o.n)
   local class = class_option(o.class, model.config.num_classes)
   local opts = sampling_options(o, { guidance = class and o.guidance or nil, class = class })
   local x
@@ -344,10 +345,10 @@ local function edit(o, what)
   else
     if not o.mask then error("give the mask with --mask PNG (white = keep)", 0) end
     local m = md.image.load(o.mask, { channels = 1 })
-    if m:size(2) ~= size or m:size(3) ~= size then
-      error(("the mask %s is %dx%d; the image is %dx%d"):format(o.mask, m:size(2), m:size(3), size, size), 0)
+    if m:size(2) ~= h or m:size(3) ~= w then
+      error(("the mask %s is %dx%d; the image is %dx%d"):format(o.mask, m:size(2), m:size(3), h, w), 0)
     end
-    local mask = m:gt(0):reshape(1, 1, size, size)
+    local mask = m:gt(0):reshape(1, 1, h, w)
     opts.resample = o.resample
     x = md.edit.inpaint(model, images, copies(mask, o.n), opts)
   end
