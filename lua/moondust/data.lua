@@ -1,7 +1,6 @@
 -- Data sets and batches.
 --   md.data.fashion_mnist{split = "train" | "test", root = ...}
 --   md.data.image_folder(dir, {channels =, size =, resize =, hflip =, strict =})
---   md.data.png_folder(dir, opts): the older name of image_folder
 --   md.data.loader(ds, {batch_size = 128, shuffle = true, drop_last = false, generator = md.Generator(0)})
 -- A data set is {images = ..., labels = N floats, n = N, classes = {...}}, where images is an
 -- N x C x H x W float tensor in [-1, 1] (Fashion-MNIST) or a uint8 byte store (image_folder)
@@ -180,7 +179,8 @@ function data.image_folder(dir, opts)
            resize = mode, hflip = opts.hflip or false, skipped = skipped,
            warning = skipped_warning(w, skipped, #found) }
 end
-data.png_folder = data.image_folder -- the older name
+-- md.data.png_folder(dir, opts): the older name of md.data.image_folder.
+function data.png_folder(dir, opts) return data.image_folder(dir, opts) end
 
 -- C, H, W of the images a data set hands out (a random_crop store holds larger ones).
 function data.image_shape(ds)
