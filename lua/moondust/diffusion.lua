@@ -6,6 +6,7 @@
 --   d = md.diffusion.edm{sigma_data = 0.5}                 -- EDM (Karras et al. 2022)
 --   local draw = d:draw(generator, x0)                      -- t (or sigma) and noise per image
 --   local losses = d:loss(model, x0, y, draw)               -- one loss per image (reduction "none")
+--   local loss = d:loss(model, x0, y, draw, "mean")         -- or "sum"
 --   md.trainer.train{model = m, data = ds, diffusion = d}   -- md.load(...).diffusion comes back
 --
 -- DDPM family, md.diffusion{...} (defaults): schedule ("linear"; a name, a
@@ -197,9 +198,17 @@ local function snr_weights(self, abs)
   return w
 end
 
+-- reduction "none" (the default: one loss per image, to weight as you
+-- like), "mean" or "sum", as torch.nn losses take it.
+local function reduce(per, reduction)
+  if reduction == nil or reduction == "none" then return per end
+  options.choice("loss", "reduction", reduction, { "none", "mean", "sum" }, 3)
+  return reduction == "mean" and per:mean() or per:sum()
+end
+
 -- One loss per image for the draw (d:draw): the objective's loss, weighted
 -- (min-SNR, importance), plus the VLB term of learned variance.
-function VP:loss(model, x0, y, draw)
+function VP:loss(model, x0, y, draw, reduction)
   local t, noise = draw.t, draw.noise
   local xt = md.q_sample(x0, t, noise, self.sched.alphas_cumprod)
   local pred, var_out = split_output(self, model(xt, t, y), x0:size(2))
@@ -217,7 +226,7 @@ function VP:loss(model, x0, y, draw)
   end
   if self.history then self:observe(t, per) end
   if draw.weight then per = per * draw.weight end
-  return per
+  return reduce(per, reduction)
 end
 
 -- Records the losses at their timesteps (importance sampling).
@@ -481,7 +490,7 @@ function EDM:draw(gen, x0)
   return { sigma = (gen:randn({ n }) * self.p_std + self.p_mean):exp(), noise = gen:randn(x0:shape()) }
 end
 
-function EDM:loss(model, x0, y, draw)
+function EDM:loss(model, x0, y, draw, reduction)
   local n = x0:size(1)
   local skip, out, cin, tn = {}, {}, {}, {}
   for i, s in ipairs(draw.sigma:flat()) do
@@ -498,7 +507,7 @@ function EDM:loss(model, x0, y, draw)
   if not md.is_tensor(per) or per:dim() ~= 1 or per:size(1) ~= n then
     error(("diffusion: the loss function must return one loss per image (%d)"):format(n), 0)
   end
-  return per
+  return reduce(per, reduction)
 end
 
 -- Karras sigmas only (spacing "karras").

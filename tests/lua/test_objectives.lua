@@ -58,6 +58,9 @@ T.test("eps, x0 and v objectives with min-SNR weights, per image, match the clos
   T.near(custom:loss(affine(), x0, nil, draw), l1, 1e-6)
   local bad = md.diffusion { loss = function(p, target) return ((p - target) ^ 2):mean() end }
   T.errors(function() bad:loss(affine(), x0, nil, draw) end, "one loss per image")
+  T.near(d:loss(affine(), x0, nil, draw, "mean"), l1:mean(), 1e-6, "reduction mean")
+  T.near(d:loss(affine(), x0, nil, draw, "sum"), l1:sum(), 1e-6, "reduction sum")
+  T.errors(function() d:loss(affine(), x0, nil, draw, "avg") end, "reduction must be one of")
   T.errors(function() md.diffusion { predicton = "v" } end, "did you mean 'prediction'")
   T.errors(function() md.diffusion { loss = "huber" } end, "loss must be one of")
 end)
