@@ -10,7 +10,8 @@ local checkpoint = arg[1] or "lua/moondust/assets/fashion_model.safetensors"
 local n = tonumber(arg[2]) or 200
 local out = arg[3] or "out/sampler_quality.jsonl"
 local points = arg[4] or table.concat({
-  "ddim:50:3", "dpmpp_2m:10:3", "dpmpp_2m:20:3", "ddim:20:3", "ddim:10:3", "dpmpp_2m:5:3", "ddim:5:3",
+  "ddim:50:3", "dpmpp_2m:10:3", "dpmpp_2m:20:3", "unipc:10:3", "unipc:20:3", "ddim:20:3", "ddim:10:3",
+  "dpmpp_2m:5:3", "ddim:5:3",
   "heun:19:3", "heun:49:3", "euler_ancestral:50:3", "dpmpp_2m_sde:20:3", "ddim:50:0", "dpmpp_2m:20:0",
 }, ",")
 
@@ -38,7 +39,7 @@ for point in points:gmatch("[^,]+") do
                                      guidance = g > 0 and g or nil, seed = 1, progress = false, batch_size = 100 })
   local seconds = md.time() - t0
   local m = md.metrics.score(x, labels)
-  local spacing = (sampler == "dpmpp_2m" or sampler == "dpmpp_2m_sde") and "karras" or "linspace"
+  local spacing = md.samplers[sampler].default_spacing or "linspace"
   print(("| %s | %s | %d | %s | %.1f | %.4f | %.3f | %.3f | %.1f%% | %.0f |"):format(sampler, spacing, info.nfe,
     g > 0 and tostring(g) or "none", m.fid, m.kid, m.precision, m.recall, 100 * m.class_accuracy, seconds))
   io.stdout:flush()

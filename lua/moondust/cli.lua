@@ -27,7 +27,7 @@ local function with_sampling_flags(spec)
     { "steps", "integer", nil, "sampling steps (noise levels)", min = 1,
       default_text = "50; 1000 for ddpm, 18 for heun" },
     { "spacing", "string", nil, "timestep spacing", choices = { "linspace", "leading", "trailing", "karras" },
-      default_text = "linspace; karras for dpmpp_* and EDM" },
+      default_text = "linspace; karras for dpmpp_*, unipc and EDM" },
     { "guidance", "number", 3, "classifier-free guidance scale", min = 0 },
     { "guidance-rescale", "number", nil, "rescale the guided output's std towards the conditional one's (0..1)",
       min = 0, max = 1, meta = "PHI" },

@@ -11,7 +11,7 @@
 -- for the model's "no class" input); unconditional (true: the model gets
 -- its "no class" input while cond_fn still sees the labels of class);
 -- sampler (md.samplers.registry: ddim, ddpm, dpmpp_2m, dpmpp_2m_sde,
--- euler, euler_ancestral, heun; default the diffusion's: ddim, or heun for
+-- euler, euler_ancestral, heun, unipc; default the diffusion's: ddim, or heun for
 -- EDM); steps (noise levels; default 50, T for DDPM, 18 for Heun);
 -- spacing ("linspace", "leading", "trailing", "karras"; default linspace,
 -- karras for EDM); eta (the noise of ddim, euler_ancestral, dpmpp_2m_sde);

@@ -83,7 +83,7 @@ end
 T.test("deterministic samplers converge to the ODE's end point; higher order needs fewer evaluations", function()
   local m = exact_vp(md.diffusion { schedule = "linear" })
   local errs = {}
-  for _, kind in ipairs { "ddim", "euler", "heun", "dpmpp_2m" } do
+  for _, kind in ipairs { "ddim", "euler", "heun", "dpmpp_2m", "unipc" } do
     for _, steps in ipairs { 10, 20, 40, 80, 160 } do errs[kind .. steps] = ode_error(m, kind, steps, "karras") end
   end
   for _, kind in ipairs { "ddim", "heun" } do
@@ -102,6 +102,9 @@ T.test("deterministic samplers converge to the ODE's end point; higher order nee
   T.truthy(errs.heun40 < 0.005 and errs.dpmpp_2m40 < 0.005 and errs.ddim80 > 0.005,
     ("at 0.005: Heun %.3g (79 NFE), DPM++ 2M %.3g (40), DDIM %.3g (80)"):format(errs.heun40, errs.dpmpp_2m40,
       errs.ddim80))
+  -- UniPC's corrector: the same evaluations as DPM++ 2M, a smaller error
+  T.truthy(errs.unipc40 * 1.5 < errs.dpmpp_2m40, ("UniPC %.3g against DPM++ 2M %.3g at 40"):format(errs.unipc40,
+    errs.dpmpp_2m40))
 end)
 
 T.test("stochastic samplers reach the data's mean and variance", function()

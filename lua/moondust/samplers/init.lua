@@ -18,7 +18,7 @@
 -- noise() (fresh per-image noise), opts and md. In VE form x / sqrt(ab) =
 -- x0 + sigma eps, which the sigma-based solvers (Karras et al. 2022) use.
 local samplers = {
-  registry = { "ddim", "ddpm", "dpmpp_2m", "dpmpp_2m_sde", "euler", "euler_ancestral", "heun" },
+  registry = { "ddim", "ddpm", "dpmpp_2m", "dpmpp_2m_sde", "euler", "euler_ancestral", "heun", "unipc" },
 }
 
 return setmetatable(samplers, { __index = function(t, name)
