@@ -225,7 +225,7 @@ T.test("JPEG: decodes close to the PNG it came from; gray stays gray; forged siz
   T.errors(function() md.image.save(img, path("jpg/q.jpg"), { quality = 101 }) end, "quality must be 1 to 100")
 end)
 
-T.test("CLI: a 32x32 RGB folder trains a tiny U-Net that samples 3 x 32 x 32", function()
+T.test("CLI: 32x32 and 64x64 RGB folders train a tiny U-Net that samples at that size", function()
   md.core.mkdir_p(path("faces/red")); md.core.mkdir_p(path("faces/blue"))
   md.manual_seed(7)
   for i = 1, 4 do
@@ -234,15 +234,19 @@ T.test("CLI: a 32x32 RGB folder trains a tiny U-Net that samples 3 x 32 x 32", f
     md.image.save((md.rand { 3, 36, 48 } * 0.4 + constant({ -0.5, -0.5, 0.5 }, 36, 48)):clamp(-1, 1),
       path(("faces/blue/%d.png"):format(i)))
   end
-  local ck = path("faces.safetensors")
-  local status = cli.run { "train", "--data", path("faces"), "--image-size", "32", "--hflip", "--steps", "2",
-                           "--batch-size", "4", "--channels", "16", "--checkpoint", ck, "--run-dir", path("faces-run"),
-                           "--sample-every", "0" }
-  T.eq(status, 0)
-  local model = md.load(ck)
-  T.eq(model.config.in_channels, 3)
-  local x = md.sample(model, { n = 2, steps = 2, class = { 0, 1 }, progress = false })
-  T.eq(shape(x), "2x3x32x32")
+  for _, size in ipairs { "32", "64" } do
+    local ck = path("faces" .. size .. ".safetensors")
+    local status = cli.run { "train", "--data", path("faces"), "--image-size", size, "--hflip", "--steps", "2",
+                             "--batch-size", "4", "--channels", "16", "--checkpoint", ck, "--run-dir",
+                             path("faces-run"), "--sample-every", "0" }
+    T.eq(status, 0)
+    local model = md.load(ck)
+    T.eq(model.config.in_channels, 3)
+    local x = md.sample(model, { n = 2, steps = 2, class = { 0, 1 }, progress = false })
+    T.eq(shape(x), ("2x3x%sx%s"):format(size, size))
+    T.eq(cli.run { "sample", "--checkpoint", ck, "--n", "2", "--steps", "2", "--class", "red", "--out",
+                   path("faces" .. size .. ".png") }, 0, "sample from the CLI by class name")
+  end
   T.eq(cli.run { "train", "--image-size", "32", "--steps", "1" }, 1) -- needs --data
   T.eq(cli.run { "train", "--data", path("faces"), "--image-size", "3x", "--steps", "1" }, 2)
 end)
