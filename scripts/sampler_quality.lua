@@ -39,7 +39,7 @@ for point in points:gmatch("[^,]+") do
                                      guidance = g > 0 and g or nil, seed = 1, progress = false, batch_size = 100 })
   local seconds = md.time() - t0
   local m = md.metrics.score(x, labels)
-  local spacing = md.samplers[sampler].default_spacing or "linspace"
+  local spacing = md.samplers[sampler].default_spacing or info.diffusion.default_spacing
   print(("| %s | %s | %d | %s | %.1f | %.4f | %.3f | %.3f | %.1f%% | %.0f |"):format(sampler, spacing, info.nfe,
     g > 0 and tostring(g) or "none", m.fid, m.kid, m.precision, m.recall, 100 * m.class_accuracy, seconds))
   io.stdout:flush()
