@@ -61,7 +61,11 @@ function edit.invert(model, images, opts)
   local plan = d:plan(steps, opts.spacing or d.default_spacing)
   local n = images:size(1)
   local null_class = model.config and model.config.num_classes
+  if opts.guidance and opts.class == nil then error("invert: guidance needs a class", 2) end
   local y_all = sampler.labels_for(opts, n, null_class, model.classes)
+  local bar = md.progress.new { total = #plan.ab * math.ceil(n / (opts.batch_size or 64)), label = "invert",
+                                quiet = opts.progress == false }
+  bar.step_count = 0
   local was_training = model.training
   model:eval()
   local out, bs = {}, opts.batch_size or 64
@@ -77,10 +81,13 @@ function edit.invert(model, images, opts)
         local x0 = (x - eps * math.sqrt(1 - ab_cur)) * (1 / math.sqrt(ab_cur))
         x = x0 * math.sqrt(plan.ab[i]) + eps * math.sqrt(1 - plan.ab[i])
         ab_cur = plan.ab[i]
+        bar:update(bar.step_count + 1)
+        bar.step_count = bar.step_count + 1
       end
       out[#out + 1] = x
     end
   end)
+  bar:finish()
   if was_training then model:train() end
   if not ok then error(err, 0) end
   return #out == 1 and out[1] or md.cat(out, 1)
@@ -104,8 +111,8 @@ function edit.interpolate(model, a, b, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("interpolate: expected an options table", 2) end
   local n = options.integer("interpolate", "n", opts.n, 2) or 8
-  local rest = with(opts, { n = n, images = false })
-  rest.images = nil
+  local rest = with(opts, { n = n })
+  rest.images = nil -- interpolate's own option, not md.sample's
   if opts.images then
     local both = edit.invert(model, md.cat({ a, b }, 1), { steps = opts.steps, class = opts.class,
                                                           progress = false })

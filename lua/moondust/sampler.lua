@@ -305,14 +305,27 @@ function sampler.sample(model, opts)
   if opts.variance ~= nil and kind ~= "ddpm" then
     error(("sample: variance is DDPM's; the %s sampler has none"):format(kind), 2)
   end
+  if opts.guidance and not cfg.num_classes then
+    error("sample: guidance (classifier-free) needs a model with a class input; this one has none", 2)
+  end
+  if opts.guidance and opts.class == nil then
+    error("sample: guidance needs a class: without one both halves are the model's \"no class\" output", 2)
+  end
   if opts.unconditional and not cfg.num_classes then error("sample: unconditional: the model has no class input", 2) end
   if opts.unconditional and opts.guidance then error("sample: guidance (classifier-free) needs the class input; drop unconditional", 2) end
+  if opts.unconditional and opts.class ~= nil and not opts.cond_fn then
+    error("sample: with unconditional the class goes only to cond_fn; give cond_fn or drop class", 2)
+  end
   if opts.strength and not opts.init then error("sample: strength needs init (the images to start from)", 2) end
+  if opts.strength and opts.mask then error("sample: strength is img2img's; inpainting (mask) starts from noise", 2) end
   if (opts.mask or opts.resample) and not (opts.mask and opts.init) then
     error("sample: inpainting needs init (the images) and mask (1 where they are known)", 2)
   end
   if opts.resample and opts.resample > 1 and impl.multistep then
     error(("sample: resample repeats each step; the %s sampler is multistep (use ddim, ddpm or euler)"):format(kind), 2)
+  end
+  if opts.variance ~= nil and d.variance == "learned_range" then
+    error("sample: the model learned its variance (variance = \"learned_range\"); variance cannot override it", 2)
   end
   local T = d:num_timesteps()
   local default_steps = kind == "ddpm" and d.family == "vp" and T or impl.default_steps or 50

@@ -205,6 +205,10 @@ T.test("guidance rescale, dynamic thresholding, cond_fn with image numbers, unco
   sample(m, with { unconditional = true, cond_fn = function(xb, t, y) T.eq(y[1], 1); return md.zeros_like(xb) end })
   T.eq(m.seen[1], 3, "the model saw its null class")
   T.errors(function() sample(m, with { unconditional = true, guidance = 2 }) end, "drop unconditional")
+  T.errors(function() sample(m, with { unconditional = true }) end, "give cond_fn or drop class")
+  T.errors(function() sample(m, { n = 2, guidance = 3 }) end, "guidance needs a class")
+  T.errors(function() sample(exact_vp(md.diffusion {}), { n = 2, class = 1, guidance = 3 }) end,
+    "needs a model with a class input")
 end)
 
 T.test("every sampler keeps the seed-per-image rule and reports its evaluations", function()
@@ -231,6 +235,7 @@ T.test("inpainting keeps the known pixels; img2img and DDIM inversion", function
   end
   T.errors(function() md.edit.inpaint(m, img, mask, { resample = 2, sampler = "dpmpp_2m", progress = false }) end,
     "multistep")
+  T.errors(function() md.edit.inpaint(m, img, mask, { strength = 0.5, progress = false }) end, "strength is img2img's")
   -- img2img: a small strength stays near the image, strength 1 does not
   local near = md.edit.img2img(m, img, { strength = 0.1, steps = 20, progress = false, seed = 4 })
   local far = md.edit.img2img(m, img, { strength = 1, steps = 20, progress = false, seed = 4 })
@@ -266,6 +271,7 @@ T.test("DDPM with learned variance: v = -1 is the posterior's variance, v = 1 is
     local learned = sample(m, { sampler = "ddpm", steps = 20, n = 6 })
     local fixed = sample(base, { sampler = "ddpm", steps = 20, n = 6, variance = v < 0 and "small" or "large" })
     T.near(learned, fixed, 1e-4, "v = " .. v)
+    T.errors(function() sample(m, { sampler = "ddpm", steps = 2, variance = "large" }) end, "learned its variance")
   end
 end)
 
