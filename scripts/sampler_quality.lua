@@ -3,7 +3,8 @@
 -- Fashion-MNIST's test split. One markdown row per point, printed as it is
 -- done and appended to OUT (JSON lines).
 --   scripts/md-lua scripts/sampler_quality.lua [checkpoint] [n = 200] [out = out/sampler_quality.jsonl]
---     [points = "ddim:50:3,dpmpp_2m:20:3,..."]   (sampler:NFE:guidance, guidance 0 = none)
+--     [points = "ddim:50:3,dpmpp_2m:20:3,..."]   (sampler:NFE:guidance[:spacing], guidance 0 = none,
+--      spacing the sampler's default unless given)
 local md = require "moondust"
 
 local checkpoint = arg[1] or "lua/moondust/assets/fashion_model.safetensors"
@@ -32,14 +33,17 @@ print(("%d samples of %s per point; FID and KID against the test split (the ship
 print("| sampler | spacing | NFE | guidance | FID | KID | precision | recall | class acc. | seconds |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for point in points:gmatch("[^,]+") do
-  local sampler, nfe, g = point:match("^([%w_]+):(%d+):([%d.]+)$")
+  local sampler, nfe, g, spacing_opt = point:match("^([%w_]+):(%d+):([%d.]+):?(%a*)$")
+  if not sampler then error("bad point '" .. point .. "' (sampler:NFE:guidance[:spacing])") end
   nfe, g = tonumber(nfe), tonumber(g)
+  spacing_opt = spacing_opt ~= "" and spacing_opt or nil
   local t0 = md.time()
   local x, info = md.sample(model, { n = n, class = labels, sampler = sampler, steps = steps_for(sampler, nfe),
-                                     guidance = g > 0 and g or nil, seed = 1, progress = false, batch_size = 100 })
+                                     guidance = g > 0 and g or nil, seed = 1, progress = false, batch_size = 100,
+                                     spacing = spacing_opt })
   local seconds = md.time() - t0
   local m = md.metrics.score(x, labels)
-  local spacing = md.samplers[sampler].default_spacing or info.diffusion.default_spacing
+  local spacing = spacing_opt or md.samplers[sampler].default_spacing or info.diffusion.default_spacing
   print(("| %s | %s | %d | %s | %.1f | %.4f | %.3f | %.3f | %.1f%% | %.0f |"):format(sampler, spacing, info.nfe,
     g > 0 and tostring(g) or "none", m.fid, m.kid, m.precision, m.recall, 100 * m.class_accuracy, seconds))
   io.stdout:flush()

@@ -90,6 +90,7 @@ local function model_meta(obj, meta)
   if obj.diffusion then out.diffusion = obj.diffusion:serialize()
   elseif type(obj.schedule) == "table" then out.schedule = md.schedule.serialize(obj.schedule)
   else out.schedule = obj.schedule end
+  if obj.autoencoder then out.autoencoder = { model = "autoencoder_kl", config = obj.autoencoder.config } end
   for k, v in pairs(meta or {}) do out[k] = v end
   return out
 end
@@ -103,6 +104,8 @@ function checkpoint.save(path, obj, meta, opts)
   end
   if md.is_tensor(obj) then error("save: expected a model or a table of tensors; put the tensor in a table: {x = t}", 2) end
   meta = model_meta(obj, meta)
+  -- a latent diffusion model keeps its decoder: without it md.load would give back latents
+  if obj.autoencoder and type(obj.state_dict) == "function" then obj = { model = obj, autoencoder = obj.autoencoder } end
   opts = options.check("save", opts, save_options)
   local tensors = flatten(obj)
   for name, t in pairs(tensors) do tensors[name] = t:detach() end
@@ -151,10 +154,12 @@ checkpoint.builders = {
   unet = function(cfg) return md.nn.UNet(cfg) end,
   encoder_unet = function(cfg) return md.nn.EncoderUNet(cfg) end,
   vae = function(cfg) return md.vae.VAE(cfg) end,
+  autoencoder_kl = function(cfg) return md.autoencoder.AutoencoderKL(cfg) end,
   feature_net = function(cfg) return md.metrics.FeatureNet(cfg) end,
 }
 -- The kind a module class saves as, by the class's name (Module:extend(name)).
-checkpoint.kinds = { UNet = "unet", EncoderUNet = "encoder_unet", VAE = "vae", FeatureNet = "feature_net" }
+checkpoint.kinds = { UNet = "unet", EncoderUNet = "encoder_unet", VAE = "vae", FeatureNet = "feature_net",
+                     AutoencoderKL = "autoencoder_kl" }
 
 -- A user module class saves and loads like moondust's own:
 --   md.checkpoint.register("my_net", MyNet, function(cfg) return MyNet(cfg) end)
@@ -191,6 +196,7 @@ checkpoint.validators = {
   unet = check_unet("UNet", true),
   encoder_unet = check_unet("EncoderUNet", false),
   vae = function(cfg) md.vae.config(cfg) end,
+  autoencoder_kl = function(cfg) md.autoencoder.config(cfg) end,
 }
 
 -- A checkpoint with meta.model and meta.config comes back as a model ready
@@ -220,6 +226,17 @@ function checkpoint.load(path, opts)
   if not ok then error(("load: %s: bad diffusion metadata: %s"):format(path, tostring(d):gsub("^[^:]*:%d+: ", "")), 2) end
   md.diffusion.attach(model, d)
   model.image_size, model.classes = meta.image_size, meta.classes
+  -- latent diffusion: the autoencoder saved beside the model decodes its samples
+  local ae_meta = meta.autoencoder
+  if type(ae_meta) == "table" and ae_meta.model == "autoencoder_kl" then
+    local ok, ae = pcall(function()
+      local a = md.autoencoder.AutoencoderKL(ae_meta.config)
+      a:load_state_dict(checkpoint.sub(tensors, "autoencoder."))
+      return a:eval()
+    end)
+    if not ok then error(("load: %s: bad autoencoder: %s"):format(path, tostring(ae):gsub("^[^:]*:%d+: ", "")), 2) end
+    model.autoencoder = ae
+  end
   return model, meta, tensors
 end
 

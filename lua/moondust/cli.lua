@@ -38,13 +38,8 @@ local function with_sampling_flags(spec)
   return spec
 end
 
-cli.flags.train = {
-  summary = "train a class-conditional DDPM U-Net on Fashion-MNIST (or a folder of PNG/JPEG images)",
-  { "minutes", "number", nil, "stop after M minutes", positive = true, meta = "M", default_text = "10 when --steps is not given" },
-  { "steps", "integer", nil, "stop after N steps (whichever comes first)", min = 1 },
-  { "checkpoint", "string", nil, "where to save and resume", meta = "PATH",
-    default_text = DEFAULT_CHECKPOINT .. "; with --data, checkpoints/<folder name>.safetensors" },
-  { "fresh", "boolean", nil, "start over even if the checkpoint exists (default: resume)" },
+-- Where the training images come from (train, autoencoder).
+local data_flags = {
   { "data", "string", nil, "a folder of PNG/JPEG images instead of Fashion-MNIST (sub-folders are classes)",
     meta = "DIR" },
   { "image-channels", "integer", nil, "load the --data images as gray (1) or RGB (3)", choices = { 1, 3 },
@@ -55,7 +50,42 @@ cli.flags.train = {
     default_text = "center_crop" },
   { "hflip", "boolean", nil, "mirror --data images at random (augmentation)" },
   { "strict", "boolean", nil, "an unreadable --data image is an error (default: skipped with a warning)" },
-  { "channels", "integer", 32, "model_channels of the U-Net", min = 1 },
+}
+local function with_data_flags(spec)
+  for _, f in ipairs(data_flags) do spec[#spec + 1] = f end
+  return spec
+end
+
+cli.flags.autoencoder = with_data_flags {
+  summary = "train a KL autoencoder (md.autoencoder) for latent diffusion, then report its reconstructions",
+  { "minutes", "number", nil, "stop after M minutes", positive = true, meta = "M", default_text = "5 when --steps is not given" },
+  { "steps", "integer", nil, "stop after N steps (whichever comes first)", min = 1 },
+  { "out", "string", "checkpoints/autoencoder.safetensors", "where to save it", meta = "PATH" },
+  { "channels", "integer", 32, "channels of the first level (the levels have 1, 2, 2 times that)", min = 8 },
+  { "z-channels", "integer", 4, "latent channels", min = 1 },
+  { "batch-size", "integer", 64, "images per step", min = 1 },
+  { "lr", "number", 1e-3, "Adam learning rate", positive = true, max = 1 },
+  { "reconstruction", "string", "l1", "pixel loss", choices = { "l1", "l2" } },
+  { "perceptual-weight", "number", 1, "weight of the perceptual loss on md.metrics features (0 = none)", min = 0 },
+  { "kl-weight", "number", 1e-6, "weight of the KL term", min = 0 },
+  { "disc-start", "integer", nil, "start a patch discriminator (hinge GAN loss) at this step", min = 0,
+    default_text = "no discriminator" },
+  { "disc-weight", "number", 0.5, "adversarial weight (times the adaptive weight)", min = 0 },
+  { "per-channel", "boolean", nil, "scale latents by a mean and std per channel (default: one std)" },
+  { "seed", "integer", 0, "random seed" },
+  { "eval-n", "integer", 1000, "test images whose reconstructions are scored", min = 2 },
+}
+
+cli.flags.train = with_data_flags {
+  summary = "train a class-conditional DDPM U-Net on Fashion-MNIST (or a folder of PNG/JPEG images)",
+  { "minutes", "number", nil, "stop after M minutes", positive = true, meta = "M", default_text = "10 when --steps is not given" },
+  { "steps", "integer", nil, "stop after N steps (whichever comes first)", min = 1 },
+  { "checkpoint", "string", nil, "where to save and resume", meta = "PATH",
+    default_text = DEFAULT_CHECKPOINT .. "; with --data, checkpoints/<folder name>.safetensors" },
+  { "fresh", "boolean", nil, "start over even if the checkpoint exists (default: resume)" },
+  { "latent", "string", nil, "train on the latents of this md.autoencoder checkpoint (latent diffusion)",
+    meta = "AUTOENCODER" },
+  { "channels", "integer", nil, "model_channels of the U-Net", min = 1, default_text = "32; 64 with --latent" },
   { "batch-size", "integer", 128, "images per step", min = 1 },
   { "lr", "number", 5e-4, "AdamW learning rate", positive = true, max = 1e3 },
   { "dropout", "number", 0, "dropout in the ResBlocks (short runs do not overfit)", min = 0, max = 1 },
@@ -239,25 +269,69 @@ local mkdir_p = md.core.mkdir_p
 
 local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 
-function cli.train(o)
-  local data, checkpoint
+-- The training images the data flags ask for, and the name of their set.
+local function training_data(o)
   if o.data then
-    data = md.data.image_folder(o.data, { channels = o.image_channels, size = o.image_size, resize = o.resize,
-                                          hflip = o.hflip, strict = o.strict })
-    local name = o.data:gsub("/+$", ""):match("([^/]+)$") or "data"
-    checkpoint = o.checkpoint or ("checkpoints/%s.safetensors"):format(name)
-  else
-    for _, flag in ipairs { "image_channels", "image_size", "resize", "hflip", "strict" } do
-      if o[flag] ~= nil then error(("--%s applies to --data folders, not Fashion-MNIST"):format((flag:gsub("_", "-"))), 0) end
-    end
-    data = md.data.fashion_mnist { split = "train" }
-    checkpoint = o.checkpoint or DEFAULT_CHECKPOINT
+    local data = md.data.image_folder(o.data, { channels = o.image_channels, size = o.image_size, resize = o.resize,
+                                                hflip = o.hflip, strict = o.strict })
+    return data, o.data:gsub("/+$", ""):match("([^/]+)$") or "data"
   end
-  local classes = #data.classes > 1 and #data.classes or false
+  for _, flag in ipairs { "image_channels", "image_size", "resize", "hflip", "strict" } do
+    if o[flag] ~= nil then error(("--%s applies to --data folders, not Fashion-MNIST"):format((flag:gsub("_", "-"))), 0) end
+  end
+  return md.data.fashion_mnist { split = "train" }, nil
+end
+
+-- The autoencoder checkpoint --latent names.
+local function load_autoencoder(path)
+  local ae = md.load(path)
+  if not (type(ae) == "table" and type(ae.latent_shape) == "function") then
+    error(("--latent: %s holds no md.autoencoder model (make one with scripts/moondust autoencoder)"):format(path), 0)
+  end
+  if not ae.config.latent_std then error(("--latent: %s has no latent scaling (ae:fit_scale)"):format(path), 0) end
+  return ae
+end
+
+function cli.autoencoder(o)
+  local data, name = training_data(o)
   local c, h, w = md.data.image_shape(data)
-  local model = md.nn.UNet { in_channels = c, out_channels = c, model_channels = o.channels,
-                             num_head_channels = math.min(32, o.channels), num_classes = classes,
-                             dropout = o.dropout, image_size = { h, w } }
+  local ae = md.autoencoder.AutoencoderKL { in_channels = c, image_size = { h, w }, channels = o.channels,
+                                           z_channels = o.z_channels, norm_groups = 8 }
+  local shape = ae:latent_shape()
+  io.stderr:write(("autoencoder: %d parameters, %dx%dx%d images -> %dx%dx%d latents\n"):format(ae:num_parameters(),
+    c, h, w, shape[1], shape[2], shape[3]))
+  local loss = { reconstruction = o.reconstruction, perceptual_weight = o.perceptual_weight, kl_weight = o.kl_weight,
+                 disc_start = o.disc_start, disc_weight = o.disc_weight }
+  if name and o.perceptual_weight > 0 then
+    error("--data: the perceptual loss uses the Fashion-MNIST feature network; pass --perceptual-weight 0 "
+      .. "(or train a feature network for your data with scripts/train_feature_net.lua)", 0)
+  end
+  local r = md.autoencoder.train { model = ae, data = data, minutes = o.minutes or (not o.steps and 5 or nil),
+                                   steps = o.steps, batch_size = o.batch_size, lr = o.lr, loss = loss, seed = o.seed,
+                                   per_channel = o.per_channel, checkpoint = o.out }
+  print(("trained %d steps (%.1f images/s); latent std %.4f; saved %s"):format(r.steps, r.images_per_second,
+    ae.config.latent_std[1], o.out))
+  if not name then
+    local test = md.data.fashion_mnist { split = "test" }
+    local m = md.autoencoder.evaluate(ae, test, { n = o.eval_n })
+    print(("reconstructions of %d test images: PSNR %.2f dB, L1 %.4f"):format(m.n, m.psnr, m.l1))
+    print(md.metrics.format(m))
+  end
+end
+
+function cli.train(o)
+  local data, name = training_data(o)
+  local checkpoint = o.checkpoint or (name and ("checkpoints/%s.safetensors"):format(name)) or DEFAULT_CHECKPOINT
+  local classes = #data.classes > 1 and #data.classes or false
+  local ae = o.latent and load_autoencoder(o.latent)
+  if ae then data = md.autoencoder.latent_data(ae, data) end
+  local c, h, w = md.data.image_shape(data)
+  local channels = o.channels or (ae and 64 or 32)
+  -- latents are small (7 x 7 for Fashion-MNIST): one resolution, attention throughout
+  local model = md.nn.UNet { in_channels = c, out_channels = c, model_channels = channels,
+                             num_head_channels = math.min(32, channels), num_classes = classes,
+                             dropout = o.dropout, image_size = { h, w }, channel_mult = ae and { 1 } or nil,
+                             attention_resolutions = ae and { 1 } or nil }
   if md.dist.is_main() then
     if data.warning then io.stderr:write(data.warning .. "\n") end
     io.stderr:write(("U-Net: %d parameters, %d training images of %dx%dx%d%s\n"):format(model:num_parameters(),
@@ -279,6 +353,7 @@ function cli.train(o)
     checkpoint = checkpoint, resume = not o.fresh, batch_size = o.batch_size, lr = o.lr, diffusion = diffusion,
     sample_every = o.sample_every, seed = o.seed, samples_dir = o.run_dir, run_dir = o.run_dir,
     eval_every = o.eval_every, eval_minutes = o.eval_minutes, eval_n = o.eval_n, eval_steps = o.eval_steps,
+    autoencoder = ae or nil,
   }
   if not md.dist.is_main() then return end
   print(("trained to step %d (%.1f images/s); checkpoint %s; run folder %s"):format(r.steps, r.images_per_second,

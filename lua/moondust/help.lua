@@ -13,7 +13,7 @@ local help = {}
 -- The namespaces help knows, and the extra files that fill one (beside
 -- the module's own file).
 help.namespaces = { "md", "md.nn", "md.optim", "md.data", "md.image", "md.sampler", "md.schedule", "md.guidance",
-  "md.vae", "md.checkpoint", "md.metrics", "md.progress", "md.runlog", "md.dist", "md.trainer", "md.options" }
+  "md.vae", "md.autoencoder", "md.checkpoint", "md.metrics", "md.progress", "md.runlog", "md.dist", "md.trainer", "md.options" }
 local sources = {
   md = { "moondust", "moondust.tensor", "moondust.functional" },
   ["md.nn"] = { "moondust.nn", "moondust.nn.module", "moondust.nn.layers", "moondust.nn.unet" },

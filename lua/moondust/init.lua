@@ -73,7 +73,7 @@ end
 local submodules = {
   nn = "moondust.nn", optim = "moondust.optim", image = "moondust.image", data = "moondust.data",
   schedule = "moondust.schedule", sampler = "moondust.sampler", guidance = "moondust.guidance",
-  vae = "moondust.vae", checkpoint = "moondust.checkpoint", progress = "moondust.progress",
+  vae = "moondust.vae", autoencoder = "moondust.autoencoder", checkpoint = "moondust.checkpoint", progress = "moondust.progress",
   trainer = "moondust.trainer", repl = "moondust.repl", options = "moondust.options", dist = "moondust.dist",
   metrics = "moondust.metrics", runlog = "moondust.runlog", diffusion = "moondust.diffusion",
   samplers = "moondust.samplers", edit = "moondust.edit",

@@ -31,7 +31,10 @@
 -- strength (0..1, default 0.6: how far into the noise they go, img2img); mask (1 where
 -- init is known, broadcast over channels) for inpainting with resample
 -- (RePaint's jumps: each step repeated r times, default 1). md.edit has the
--- friendlier entry points.
+-- friendlier entry points. Latent diffusion: a model with an autoencoder
+-- (md.load restores the one trained with it; or opts.autoencoder) samples
+-- latents without clipping and returns them decoded to images, unless
+-- decode = false (then the latents, unclamped).
 -- A class is a label 0..K-1 or a class name as the data set lists it
 -- (model.classes; case and punctuation do not matter: "sneaker", "t-shirt",
 -- "ankle boot").
@@ -46,6 +49,7 @@ local sample_options = {
   schedule = true, T = "number", prediction = "string", variance = "string", clip = "boolean",
   dynamic_threshold = "number", seed = "number", batch_size = "number", progress = "boolean", shape = "table",
   distributed = "boolean", init = true, strength = "number", mask = true, resample = "number", noise = true,
+  autoencoder = "table", decode = "boolean",
 }
 
 local function simple(name) return (name:lower():gsub("[^%w]", "")) end
@@ -333,8 +337,11 @@ function sampler.sample(model, opts)
   local given = md.is_tensor(opts.init) and opts.init or md.is_tensor(opts.noise) and opts.noise or nil
   local shape = opts.shape or (given and given:dim() == 4 and { given:size(2), given:size(3), given:size(4) })
     or sampler.image_shape(cfg, model.image_size)
+  local ae = opts.autoencoder or model.autoencoder
+  if opts.decode ~= nil and not ae then error("sample: decode is latent diffusion's; this model has no autoencoder", 2) end
   local o = setmetatable({ diffusion = d, sampler = kind, shape = shape,
                            plan = d:plan(steps, opts.spacing or default_spacing(d, impl)) }, { __index = opts })
+  if ae and opts.clip == nil then o.clip = false end -- latents are not bounded by [-1, 1]
   if impl.ve and o.plan.ab[#o.plan.ab] == 0 then
     error(("sample: the %s sampler works in sigma, which is infinite at zero terminal SNR; "
       .. "use ddim, ddpm, euler or dpmpp_2m"):format(kind), 2)
@@ -374,7 +381,12 @@ function sampler.sample(model, opts)
   if not ok then error(err, 0) end
   local x = #out == 1 and out[1] or #out == 0 and md.zeros { 0, shape[1], shape[2], shape[3] } or md.cat(out, 1)
   if opts.distributed then x = md.dist.all_gather(x) end
-  return x:clamp(-1, 1), { nfe = nfe, steps = #o.plan.ab, sampler = kind, diffusion = d }
+  local info = { nfe = nfe, steps = #o.plan.ab, sampler = kind, diffusion = d }
+  if ae then
+    if opts.decode == false then return x, info end
+    return ae:decode(x), info
+  end
+  return x:clamp(-1, 1), info
 end
 
 return sampler

@@ -60,7 +60,11 @@ local function save_state(o, s)
     losses = s.losses, image_size = o.image_size, classes = o.model.classes,
   }
   for k, v in pairs(o.meta or {}) do meta[k] = v end
-  md.save(o.checkpoint, { model = o.model, ema = s.ema, opt = s.opt }, meta)
+  local parts = { model = o.model, ema = s.ema, opt = s.opt }
+  if o.autoencoder then -- latent diffusion: the decoder travels with the model
+    parts.autoencoder, meta.autoencoder = o.autoencoder, { model = "autoencoder_kl", config = o.autoencoder.config }
+  end
+  md.save(o.checkpoint, parts, meta)
 end
 
 local function restore_state(o, s)
@@ -90,7 +94,7 @@ local function restore_state(o, s)
 end
 
 local sample_options = { diffusion = "table", image_size = true, model_kind = "string", steps = "number",
-                         guidance = "number" }
+                         guidance = "number", autoencoder = "table" }
 
 -- n samples from the EMA weights (DDIM, seed 1): labels[i] is the class of
 -- image i (nil for an unconditional model). -> images, labels.
@@ -100,7 +104,7 @@ local function ema_samples(model, ema, n, labels, opts)
   ema:copy_to(sampler_model)
   local x = md.sample(sampler_model, { n = n, class = labels, steps = opts.steps or 25,
                                        guidance = labels and (opts.guidance or 3) or nil, seed = 1,
-                                       diffusion = opts.diffusion, progress = false,
+                                       diffusion = opts.diffusion, progress = false, autoencoder = opts.autoencoder,
                                        shape = md.sampler.image_shape(cfg, opts.image_size) })
   return x, labels
 end
@@ -144,7 +148,7 @@ local train_options = {
   sample_every = "number", samples_dir = "string", checkpoint_every = "number", resume = "boolean",
   progress = "boolean", model_kind = "string", meta = "table", run_dir = "string", log_every = "number",
   eval_every = "number", eval_minutes = "number", eval_n = "number", eval_steps = "number",
-  eval_guidance = "number", eval_net = "table", eval_reference = "table",
+  eval_guidance = "number", eval_net = "table", eval_reference = "table", autoencoder = "table",
 }
 
 -- Every option by name, before anything runs.
@@ -170,6 +174,15 @@ local function check_options(opts)
   options.choice(w, "prediction", opts.prediction, { "eps", "x0", "v" }, 2)
   if opts.diffusion and (opts.schedule or opts.T or opts.prediction) then
     error("train: schedule, T and prediction are the diffusion's: give them to md.diffusion{...}, not beside it", 4)
+  end
+  if opts.autoencoder then
+    local ae, want, dc, dh, dw = opts.autoencoder, nil, md.data.image_shape(opts.data)
+    if type(ae.latent_shape) ~= "function" then error("train: autoencoder must be an md.autoencoder.AutoencoderKL", 4) end
+    want = ae:latent_shape()
+    if dc ~= want[1] or dh ~= want[2] or dw ~= want[3] then
+      error(("train: the autoencoder's latents are %dx%dx%d, the data holds %dx%dx%d (md.autoencoder.latent_data(ae, "
+        .. "images) makes them)"):format(want[1], want[2], want[3], dc, dh, dw), 4)
+    end
   end
   if opts.diffusion and not md.diffusion.is_diffusion(opts.diffusion) then
     error("train: diffusion must be an md.diffusion{...} or md.diffusion.edm{...}", 4)
@@ -247,6 +260,8 @@ function trainer.train(opts)
   if evaluating then
     local net = opts.eval_net or md.metrics.default_net()
     local c, dc, dh, dw = net.config, md.data.image_shape(opts.data)
+    local ae = opts.autoencoder
+    if ae then dc, dh, dw = ae.config.in_channels, ae.height, ae.width end -- samples are decoded first
     if c.in_channels ~= dc or c.height ~= dh or c.width ~= dw then
       error(("train: evaluation needs a feature network for %dx%dx%d images; %s takes %dx%dx%d "
         .. "(train one with scripts/train_feature_net.lua and pass eval_net and eval_reference)"):format(
@@ -290,8 +305,9 @@ function trainer.train(opts)
               metrics = metrics }
     window.loss, window.steps, window.images, window.start = 0, 0, 0, now
   end
-  local sample_opts = { diffusion = d, image_size = o.image_size, model_kind = o.model_kind }
-  local eval_opts = { diffusion = d, image_size = o.image_size, model_kind = o.model_kind, steps = opts.eval_steps or 20, guidance = opts.eval_guidance or 3 }
+  local sample_opts = { diffusion = d, image_size = o.image_size, model_kind = o.model_kind, autoencoder = o.autoencoder }
+  local eval_opts = { diffusion = d, image_size = o.image_size, model_kind = o.model_kind, steps = opts.eval_steps or 20,
+                      guidance = opts.eval_guidance or 3, autoencoder = o.autoencoder }
   -- seconds spent evaluating; the training seconds, figures and step of the last evaluation
   local paused, last_eval_seconds, last_metrics, last_eval_step = 0, 0, nil, nil
   local loop_start, deadline

@@ -22,6 +22,9 @@ local function norm_silu(norm, x, shift)
   return md.group_norm(x, norm.groups, norm.weight, norm.bias, norm.eps, "silu", shift)
 end
 
+-- norm_silu(norm, x [, shift]): a GroupNorm module's normalisation and SiLU in one pass.
+U.norm_silu = norm_silu
+
 local function conv3(cin, cout, stride)
   return L.Conv2d(cin, cout, 3, { stride = stride or 1, padding = 1 })
 end
