@@ -5,7 +5,37 @@
 --   scripts/md-lua scripts/sampler_quality.lua [checkpoint] [n = 200] [out = out/sampler_quality.jsonl]
 --     [points = "ddim:50:3,dpmpp_2m:20:3,..."]   (sampler:NFE:guidance[:spacing], guidance 0 = none,
 --      spacing the sampler's default unless given)
+--   scripts/md-lua scripts/sampler_quality.lua --table OUT.jsonl
+--     prints the points of OUT as one markdown table: a row per sampler and
+--     spacing, FID at NFE about 5 / 10 / 20 / 50 with guidance and without.
 local md = require "moondust"
+
+if arg[1] == "--table" then
+  local rows, order, cols = {}, {}, { 5, 10, 20, 50 }
+  local file = assert(arg[2], "--table needs the JSON-lines file")
+  for line in assert(io.open(file)):lines() do
+    local p = md.core.json_decode(line)
+    local key = p.sampler .. " (" .. p.spacing .. ")"
+    if not rows[key] then rows[key] = {}; order[#order + 1] = key end
+    local col = 1 -- Heun's 2 steps - 1 evaluations (5, 9, 19, 49) go to the nearest column
+    for i, c in ipairs(cols) do if math.abs(p.nfe - c) < math.abs(p.nfe - cols[col]) then col = i end end
+    rows[key][(p.guidance > 0 and "g" or "u") .. col] = p -- a later line for the same point wins
+  end
+  print("| sampler (spacing) | NFE 5 | 10 | 20 | 50 | NFE 5, no guidance | 10 | 20 | 50 |")
+  print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+  for _, key in ipairs(order) do
+    local cells = { key }
+    for _, kind in ipairs { "g", "u" } do
+      for col = 1, #cols do
+        local p = rows[key][kind .. col]
+        cells[#cells + 1] = p and (p.nfe ~= cols[col] and ("%.1f (%d)"):format(p.fid, p.nfe) or ("%.1f"):format(p.fid))
+          or "–"
+      end
+    end
+    print("| " .. table.concat(cells, " | ") .. " |")
+  end
+  os.exit(0)
+end
 
 local checkpoint = arg[1] or "lua/moondust/assets/fashion_model.safetensors"
 local n = tonumber(arg[2]) or 200

@@ -61,7 +61,7 @@ cli.flags.autoencoder = with_data_flags {
   { "minutes", "number", nil, "stop after M minutes", positive = true, meta = "M", default_text = "5 when --steps is not given" },
   { "steps", "integer", nil, "stop after N steps (whichever comes first)", min = 1 },
   { "out", "string", "checkpoints/autoencoder.safetensors", "where to save it", meta = "PATH" },
-  { "channels", "integer", 32, "channels of the first level (the levels have 1, 2, 2 times that)", min = 8 },
+  { "channels", "integer", 16, "channels of the first level (the levels have 1, 2, 4 times that)", min = 8 },
   { "z-channels", "integer", 4, "latent channels", min = 1 },
   { "batch-size", "integer", 64, "images per step", min = 1 },
   { "lr", "number", 1e-3, "Adam learning rate", positive = true, max = 1 },
