@@ -23,8 +23,7 @@ print(("autoencoder: %d parameters, %d steps, %.1f images/s, latent std %.3f"):f
 local test = md.data.fashion_mnist { split = "test" }
 local rec, recon = md.autoencoder.evaluate(ae, test, { n = 1000 })
 print(("reconstructions of 1000 test images: PSNR %.2f dB; %s"):format(rec.psnr, md.metrics.format(rec)))
-md.image.save_grid(md.cat({ test.images:narrow(1, 1, 50), recon:narrow(1, 1, 50) }, 1), "out/ldm_reconstructions.png",
-  { nrow = 10 })
+md.autoencoder.save_comparison(test.images, recon, "out/ldm_reconstructions.png")
 
 -- 2. diffusion on the scaled latents: 7 x 7 throughout, attention at 7 x 7
 local unet = md.nn.UNet { in_channels = 4, out_channels = 4, model_channels = 64, channel_mult = { 1 },

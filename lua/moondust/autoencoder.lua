@@ -74,8 +74,16 @@ function A.config(cfg)
   end
   for _, name in ipairs { "latent_mean", "latent_std" } do
     local v = c[name]
-    if v ~= false and (type(v) ~= "table" or #v ~= c.z_channels) then
-      error(("AutoencoderKL: %s must be a list of %d numbers (one per latent channel)"):format(name, c.z_channels), 3)
+    if v ~= false then
+      local ok = type(v) == "table" and #v == c.z_channels
+      for i = 1, ok and #v or 0 do
+        ok = ok and type(v[i]) == "number" and v[i] == v[i] and math.abs(v[i]) < math.huge
+          and (name == "latent_mean" or v[i] > 0)
+      end
+      if not ok then
+        error(("AutoencoderKL: %s must be a list of %d finite numbers%s (one per latent channel)"):format(name,
+          c.z_channels, name == "latent_std" and " > 0" or ""), 3)
+      end
     end
   end
   return c, h, w
@@ -188,6 +196,10 @@ end
 -- posterior mean; true: a draw from it, with opts.generator).
 function A.AutoencoderKL:encode(images, opts)
   opts = options.check("AutoencoderKL:encode", opts, code_options)
+  if opts.generator ~= nil and not (type(opts.generator) == "userdata" and opts.generator.randn) then
+    error("AutoencoderKL:encode: generator must be an md.Generator", 2)
+  end
+  if opts.generator and not opts.sample then error("AutoencoderKL:encode: generator is for sample = true", 2) end
   local bs = options.integer("AutoencoderKL:encode", "batch_size", opts.batch_size, 1) or 256
   local n = md.is_tensor(images) and images:size(1) or images.n
   local shift, scale = scaling(self.config)
@@ -214,22 +226,37 @@ function A.AutoencoderKL:decode(z, opts)
   return batched(self, z, z:size(1), bs, function(b) return self:decoder_forward(b * scale + shift):clamp(-1, 1) end)
 end
 
--- Sets the latent scaling from the posterior means of a data set (up to
--- opts.n images, default all): per_channel = false (LDM's scale_factor:
--- 1/std over everything, no shift) or true (a mean and std per channel).
+-- Sets the latent scaling from the posterior means of up to opts.n images
+-- of a data set (default all; spread evenly over it, since folders come
+-- sorted by class): per_channel = false (LDM's scale_factor: 1/std over
+-- everything, no shift) or true (a mean and std per channel).
 function A.AutoencoderKL:fit_scale(data, opts)
-  opts = options.check("AutoencoderKL:fit_scale", opts, { per_channel = "boolean", n = "number" })
+  local where = "AutoencoderKL:fit_scale"
+  opts = options.check(where, opts, { per_channel = "boolean", n = "number" })
   local c = self.config
-  local n = math.min(options.integer("AutoencoderKL:fit_scale", "n", opts.n, 2) or math.huge,
-    md.is_tensor(data) and data:size(1) or data.n)
+  local total = md.is_tensor(data) and data:size(1) or data.n
+  local n = math.min(options.integer(where, "n", opts.n, 2) or math.huge, total)
+  local im = md.is_tensor(data) and data or data.images
+  local _, h, w = md.data.image_shape(md.is_tensor(data) and { images = data } or data)
   c.latent_mean, c.latent_std = false, false
-  local z = self:encode(md.is_tensor(data) and data:narrow(1, 1, n) or md.data.rows(data, 1, n))
+  local parts = {}
+  for first = 0, n - 1, 256 do -- image floor(i * total / n) for i = first .. first + 255, a batch at a time
+    local idx = {}
+    for i = first, math.min(first + 255, n - 1) do idx[#idx + 1] = i * total // n end
+    local rows = md.tensor(idx)
+    parts[#parts + 1] = self:encode(md.is_tensor(im) and md.index_select(im, 1, rows) or im:gather(rows, h, w))
+  end
+  local z = #parts == 1 and parts[1] or md.cat(parts, 1)
   local per = z:transpose(1, 2):reshape(c.z_channels, -1) -- [C, N*h*w]
   local mean, std = {}, {}
   local all_std = z:std():item()
   for i = 1, c.z_channels do
     mean[i] = opts.per_channel and per[i]:mean():item() or 0
     std[i] = opts.per_channel and per[i]:std():item() or all_std
+    if not (std[i] > 0 and std[i] < math.huge) then
+      error(("%s: latent channel %d has std %s; the encoder has collapsed (or the images are all alike)"):format(
+        where, i, tostring(std[i])), 2)
+    end
   end
   c.latent_mean, c.latent_std = mean, std
   return mean, std
@@ -270,7 +297,8 @@ end
 -- differences summed over channels and averaged over positions; summed over
 -- layers, averaged over the batch. net is a md.metrics.FeatureNet.
 function A.perceptual_loss(net, recon, x)
-  local a, b = feature_maps(net, recon), feature_maps(net, x)
+  local a = feature_maps(net, recon)
+  local b = md.no_grad(feature_maps, net, x:detach()) -- the target needs no graph
   local total
   for l = 1, #a do
     local fa = a[l] / ((a[l] * a[l]):sum(2, true) + 1e-10):sqrt()
@@ -315,6 +343,8 @@ function A.PatchDiscriminator:init(cfg)
   local c = { in_channels = options.integer(where, "in_channels", cfg.in_channels, 1) or 1,
               channels = options.integer(where, "channels", cfg.channels, 8) or 32,
               layers = options.integer(where, "layers", cfg.layers, 1, 6) or 2 }
+  if c.channels % 4 ~= 0 then error(("%s: channels must be a multiple of 4 (its norms have 8 groups), got %d"):format(
+    where, c.channels), 3) end
   self.config = c
   local convs, norms = self:add_module("convs", nn.Sequential()), self:add_module("norms", nn.Sequential())
   local ch = c.channels
@@ -423,6 +453,14 @@ function A.train(opts)
     end
     net:eval()
   end
+  -- what only the discriminator reads is an error without it, not ignored
+  if not lc.disc_start then
+    for _, name in ipairs { "disc_weight", "disc_lr" } do
+      if opts.loss and opts.loss[name] ~= nil then error(("%s: loss.%s needs loss.disc_start"):format(where, name), 2) end
+    end
+    if opts.discriminator then error(where .. ": discriminator needs loss.disc_start (the step it starts at)", 2) end
+  end
+  if opts.net and lc.perceptual_weight == 0 then error(where .. ": net is the perceptual loss's; perceptual_weight is 0", 2) end
   local disc = lc.disc_start and (opts.discriminator or A.PatchDiscriminator { in_channels = dc }) or nil
   local seed = options.integer(where, "seed", opts.seed) or 0
   md.manual_seed(seed)
@@ -430,8 +468,12 @@ function A.train(opts)
   local gen = md.Generator(seed + 2)
   local opt = md.optim.Adam(ae, { lr = lr, betas = { 0.5, 0.9 } })
   local dopt = disc and md.optim.Adam(disc, { lr = lc.disc_lr or lr, betas = { 0.5, 0.9 } })
-  local ae_params = {}
-  for _, p in ipairs(ae:parameters()) do ae_params[p] = true end
+  -- the perceptual network stays fixed: no weight gradients for it while this runs
+  local frozen = {}
+  for _, p in ipairs(net and net:parameters() or {}) do
+    if p:requires_grad() then frozen[#frozen + 1] = p; p:requires_grad(false) end
+  end
+  local _ <close> = setmetatable({}, { __close = function() for _, p in ipairs(frozen) do p:requires_grad(true) end end })
   ae:train()
   local bar = md.progress.new { total = opts.steps, label = "autoencoder", quiet = opts.progress == false }
   local start = md.progress.now()
@@ -441,7 +483,7 @@ function A.train(opts)
     local x = loader:next()
     local total, f, recon = A.autoencoder_loss(ae, x, lc, net, disc, step, gen)
     local lv = total:item()
-    if lv ~= lv or lv == math.huge then
+    if lv ~= lv or lv == math.huge or lv == -math.huge then
       bar:finish()
       error(("%s: the loss became %s at step %d; stopped"):format(where, tostring(lv), step + 1), 0)
     end
@@ -455,8 +497,6 @@ function A.train(opts)
       d_loss:backward()
       dopt:step()
     end
-    -- the perceptual network is fixed: what backward put into its .grad goes
-    if net then net:zero_grad() end
     step, fig = step + 1, f
     bar:update(step, { loss = lv, images = x:size(1) })
   end
@@ -493,6 +533,22 @@ function A.evaluate(ae, data, opts)
     for k, v in pairs(m) do out[k] = v end
   end
   return out, recon
+end
+
+-- A PNG of `rows` rows of 10 images, each followed by a row of their reconstructions.
+function A.save_comparison(images, recon, path, rows)
+  local n = recon:size(1)
+  rows = math.min(rows or 5, n // 10)
+  if rows < 1 then error("save_comparison: needs at least 10 reconstructions", 2) end
+  local pick = {}
+  for r = 0, rows - 1 do
+    for k = 0, 9 do pick[#pick + 1] = r * 10 + k end
+    for k = 0, 9 do pick[#pick + 1] = n + r * 10 + k end
+  end
+  md.core.mkdir_p(path:match("^(.*)/[^/]*$") or ".")
+  local both = md.cat({ md.data.rows(images, 1, n), recon }, 1)
+  md.image.save_grid(md.index_select(both, 1, md.tensor(pick)), path, { nrow = 10 })
+  return path
 end
 
 -- A data set of scaled latents of `data` (posterior means) for the

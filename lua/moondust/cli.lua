@@ -70,10 +70,13 @@ cli.flags.autoencoder = with_data_flags {
   { "kl-weight", "number", 1e-6, "weight of the KL term", min = 0 },
   { "disc-start", "integer", nil, "start a patch discriminator (hinge GAN loss) at this step", min = 0,
     default_text = "no discriminator" },
-  { "disc-weight", "number", 0.5, "adversarial weight (times the adaptive weight)", min = 0 },
+  { "disc-weight", "number", nil, "adversarial weight (times the adaptive weight), with --disc-start", min = 0,
+    default_text = "0.5" },
   { "per-channel", "boolean", nil, "scale latents by a mean and std per channel (default: one std)" },
   { "seed", "integer", 0, "random seed" },
   { "eval-n", "integer", 1000, "test images whose reconstructions are scored", min = 2 },
+  { "grid", "string", "out/autoencoder.png", "PNG: 5 rows of test images, each followed by its reconstructions",
+    meta = "PATH" },
 }
 
 cli.flags.train = with_data_flags {
@@ -313,9 +316,11 @@ function cli.autoencoder(o)
     ae.config.latent_std[1], o.out))
   if not name then
     local test = md.data.fashion_mnist { split = "test" }
-    local m = md.autoencoder.evaluate(ae, test, { n = o.eval_n })
+    local m, recon = md.autoencoder.evaluate(ae, test, { n = o.eval_n })
     print(("reconstructions of %d test images: PSNR %.2f dB, L1 %.4f"):format(m.n, m.psnr, m.l1))
     print(md.metrics.format(m))
+    md.autoencoder.save_comparison(test.images, recon, o.grid)
+    print("wrote " .. o.grid)
   end
 end
 
@@ -323,6 +328,9 @@ function cli.train(o)
   local data, name = training_data(o)
   local checkpoint = o.checkpoint or (name and ("checkpoints/%s.safetensors"):format(name)) or DEFAULT_CHECKPOINT
   local classes = #data.classes > 1 and #data.classes or false
+  if o.latent and (o.hflip or o.resize == "random_crop") then
+    error("--latent encodes every image once: --hflip and --resize random_crop would be ignored", 0)
+  end
   local ae = o.latent and load_autoencoder(o.latent)
   if ae then data = md.autoencoder.latent_data(ae, data) end
   local c, h, w = md.data.image_shape(data)

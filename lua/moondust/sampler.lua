@@ -334,11 +334,27 @@ function sampler.sample(model, opts)
   local T = d:num_timesteps()
   local default_steps = kind == "ddpm" and d.family == "vp" and T or impl.default_steps or 50
   local steps = options.integer("sample", "steps", opts.steps, 1, T) or default_steps
-  local given = md.is_tensor(opts.init) and opts.init or md.is_tensor(opts.noise) and opts.noise or nil
-  local shape = opts.shape or (given and given:dim() == 4 and { given:size(2), given:size(3), given:size(4) })
-    or sampler.image_shape(cfg, model.image_size)
   local ae = opts.autoencoder or model.autoencoder
   if opts.decode ~= nil and not ae then error("sample: decode is latent diffusion's; this model has no autoencoder", 2) end
+  if ae and not (type(ae.decode) == "function" and type(ae.latent_shape) == "function") then
+    error("sample: autoencoder must be an md.autoencoder.AutoencoderKL", 2)
+  end
+  if ae and opts.mask then error("sample: inpainting a latent diffusion model is not supported (the mask is in pixels)", 2) end
+  local init_images = opts.init
+  if ae and md.is_tensor(init_images) and init_images:dim() == 4 and init_images:size(2) == ae.config.in_channels
+    and init_images:size(3) == ae.height and init_images:size(4) == ae.width then
+    init_images = ae:encode(init_images) -- img2img starts from the images' latents
+  end
+  local given = md.is_tensor(init_images) and init_images or md.is_tensor(opts.noise) and opts.noise or nil
+  local shape = opts.shape or (given and given:dim() == 4 and { given:size(2), given:size(3), given:size(4) })
+    or sampler.image_shape(cfg, model.image_size)
+  if ae then
+    local want = ae:latent_shape()
+    if shape[1] ~= want[1] or shape[2] ~= want[2] or shape[3] ~= want[3] then
+      error(("sample: the model samples %dx%dx%d, its autoencoder decodes %dx%dx%d latents"):format(shape[1], shape[2],
+        shape[3], want[1], want[2], want[3]), 2)
+    end
+  end
   local o = setmetatable({ diffusion = d, sampler = kind, shape = shape,
                            plan = d:plan(steps, opts.spacing or default_spacing(d, impl)) }, { __index = opts })
   if ae and opts.clip == nil then o.clip = false end -- latents are not bounded by [-1, 1]
@@ -347,7 +363,7 @@ function sampler.sample(model, opts)
       .. "use ddim, ddpm, euler or dpmpp_2m"):format(kind), 2)
   end
   if opts.init and not opts.mask then o.top = math.max(1, math.floor((opts.strength or 0.6) * #o.plan.ab + 0.5)) end
-  local init = images_option("init", opts.init, n, shape)
+  local init = images_option("init", init_images, n, shape)
   local mask = images_option("mask", opts.mask, n, shape, true)
   local start = images_option("noise", opts.noise, n, shape)
   local null_class = cfg.num_classes

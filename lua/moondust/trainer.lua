@@ -79,6 +79,13 @@ local function restore_state(o, s)
         o.checkpoint, why[1], why[2]), 0)
     end
   end
+  local ae_now = o.autoencoder and md.core.json_encode(o.autoencoder.config)
+  local ae_then = meta.autoencoder and md.core.json_encode(meta.autoencoder.config)
+  if ae_now ~= ae_then then
+    error(("train: %s was trained %s; this run %s (pass the same autoencoder, or fresh = true)"):format(o.checkpoint,
+      ae_then and "on the latents of an autoencoder" or "on images", ae_now and (ae_then and "gives another autoencoder"
+      or "gives an autoencoder") or "gives none"), 0)
+  end
   if o.diffusion.history and meta.importance_history then o.diffusion.history = meta.importance_history end
   local sub = md.checkpoint.sub
   o.model:load_state_dict(sub(tensors, "model."))
@@ -175,9 +182,13 @@ local function check_options(opts)
   if opts.diffusion and (opts.schedule or opts.T or opts.prediction) then
     error("train: schedule, T and prediction are the diffusion's: give them to md.diffusion{...}, not beside it", 4)
   end
-  if opts.autoencoder then
-    local ae, want, dc, dh, dw = opts.autoencoder, nil, md.data.image_shape(opts.data)
+  local ae = opts.autoencoder or opts.model.autoencoder
+  if ae then
+    local want, dc, dh, dw = nil, md.data.image_shape(opts.data)
     if type(ae.latent_shape) ~= "function" then error("train: autoencoder must be an md.autoencoder.AutoencoderKL", 4) end
+    if not ae.config.latent_std then
+      error("train: the autoencoder has no latent scaling yet (ae:fit_scale(images), which md.autoencoder.train does)", 4)
+    end
     want = ae:latent_shape()
     if dc ~= want[1] or dh ~= want[2] or dw ~= want[3] then
       error(("train: the autoencoder's latents are %dx%dx%d, the data holds %dx%dx%d (md.autoencoder.latent_data(ae, "
@@ -238,6 +249,9 @@ function trainer.train(opts)
   o.image_size = data_h == data_w and data_h or { data_h, data_w }
   local model, cfg = opts.model, opts.model.config
   md.diffusion.attach(model, d)
+  -- latent diffusion: the model samples through its autoencoder from now on (md.sample, md.save)
+  o.autoencoder = opts.autoencoder or model.autoencoder
+  model.autoencoder = o.autoencoder
   -- the class names, for md.sample(model, {class = "Sneaker"}) after md.load
   local names = opts.data.classes
   if cfg.num_classes and type(names) == "table" and #names == cfg.num_classes then model.classes = names end
@@ -260,7 +274,7 @@ function trainer.train(opts)
   if evaluating then
     local net = opts.eval_net or md.metrics.default_net()
     local c, dc, dh, dw = net.config, md.data.image_shape(opts.data)
-    local ae = opts.autoencoder
+    local ae = o.autoencoder
     if ae then dc, dh, dw = ae.config.in_channels, ae.height, ae.width end -- samples are decoded first
     if c.in_channels ~= dc or c.height ~= dh or c.width ~= dw then
       error(("train: evaluation needs a feature network for %dx%dx%d images; %s takes %dx%dx%d "

@@ -36,7 +36,11 @@ T.test("AutoencoderKL: config errors name the field", function()
   T.errors(function() A.AutoencoderKL { image_size = 30 } end, "not a multiple of 4")
   T.errors(function() A.AutoencoderKL { chanels = 8 } end, "did you mean 'channels'")
   T.errors(function() A.AutoencoderKL { channels = 12 } end, "norm groups")
-  T.errors(function() A.AutoencoderKL { latent_mean = { 0 } } end, "list of 4 numbers")
+  T.errors(function() A.AutoencoderKL { latent_mean = { 0 } } end, "list of 4 finite numbers")
+  T.errors(function() A.AutoencoderKL { latent_std = { 1, 1, 0, 1 } } end, "finite numbers > 0")
+  T.errors(function() A.AutoencoderKL { latent_mean = { 0, "a", 0, 0 } } end, "finite numbers")
+  T.errors(function() tiny_ae():encode(images(1), { generator = 5 }) end, "md.Generator")
+  T.errors(function() A.PatchDiscriminator { channels = 18 } end, "multiple of 4")
 end)
 
 T.test("fit_scale gives latents of unit std (one scale, or a mean and std per channel)", function()
@@ -164,6 +168,8 @@ T.test("md.autoencoder.train fits a small set, with the discriminator from the f
   local x = images(16, 11)
   local data = { images = x, labels = md.zeros { 16 }, n = 16, classes = { "a" } }
   local before = A.evaluate(ae, x, { metrics = false })
+  local net_weights = net:state_dict()
+  for k, v in pairs(net_weights) do net_weights[k] = v:clone() end
   local r = A.train { model = ae, data = data, steps = 60, batch_size = 8, lr = 3e-3, net = net, progress = false,
                       loss = { disc_start = 0, kl_weight = 1e-4 },
                       discriminator = A.PatchDiscriminator { channels = 8, layers = 1 } }
@@ -173,7 +179,16 @@ T.test("md.autoencoder.train fits a small set, with the discriminator from the f
   T.truthy(after.l1 < 0.7 * before.l1, ("reconstruction L1 fell: %.4f -> %.4f"):format(before.l1, after.l1))
   T.truthy(after.psnr > before.psnr)
   T.near(ae:encode(x):std():item(), 1, 0.05, "the scaling was fitted at the end")
+  T.truthy(net.body:get(1).weight:requires_grad(), "the perceptual network's weights are trainable again afterwards")
+  for k, v in pairs(net:state_dict()) do T.near(v, net_weights[k], 0, "the perceptual network is not trained: " .. k) end
+  T.truthy(net.body:get(1).weight.grad == nil, "and gets no gradients")
   T.errors(function() A.train { model = ae, data = data, steps = 1, loss = { kl_wieght = 1 } } end, "kl_weight")
+  T.errors(function() A.train { model = ae, data = data, steps = 1, net = net, loss = { disc_weight = 1 } } end,
+    "disc_weight needs loss.disc_start")
+  T.errors(function() A.train { model = ae, data = data, steps = 1, net = net, discriminator = A.PatchDiscriminator {} } end,
+    "discriminator needs loss.disc_start")
+  T.errors(function() A.train { model = ae, data = data, steps = 1, net = net, loss = { perceptual_weight = 0 } } end,
+    "perceptual_weight is 0")
   T.errors(function() A.train { model = ae, data = data, steps = 1, progress = false } end, "perceptual network takes")
 end)
 
@@ -184,11 +199,12 @@ T.test("latent diffusion: the trainer keeps the autoencoder, md.load + md.sample
   local x = images(32, 12)
   local data = A.latent_data(ae, { images = x, labels = md.zeros { 32 }, n = 32, classes = { "a", "b" } })
   T.eq(table.concat(data.images:shape(), "x"), "32x2x4x4")
-  local unet = md.nn.UNet { in_channels = 2, out_channels = 2, model_channels = 16, channel_mult = { 1 },
-                            num_res_blocks = 1, attention_resolutions = { 1 }, num_head_channels = 16,
-                            num_classes = 2, image_size = 4 }
+  local cfg = { in_channels = 2, out_channels = 2, model_channels = 16, channel_mult = { 1 }, num_res_blocks = 1,
+                attention_resolutions = { 1 }, num_head_channels = 16, num_classes = 2, image_size = 4 }
+  local unet = md.nn.UNet(cfg)
   md.trainer.train { model = unet, data = data, steps = 2, batch_size = 8, checkpoint = path("ldm.safetensors"),
                      autoencoder = ae, progress = false, sample_every = 0, run_dir = dir .. "/run" }
+  T.truthy(unet.autoencoder == ae, "the trained model samples through its autoencoder")
   local model = md.load(path("ldm.safetensors"))
   T.truthy(model.autoencoder, "md.load attaches the autoencoder")
   local imgs = md.sample(model, { n = 3, class = 1, steps = 4, seed = 5, progress = false })
@@ -196,12 +212,30 @@ T.test("latent diffusion: the trainer keeps the autoencoder, md.load + md.sample
   local z = md.sample(model, { n = 3, class = 1, steps = 4, seed = 5, progress = false, decode = false })
   T.eq(table.concat(z:shape(), "x"), "3x2x4x4")
   T.near(imgs, model.autoencoder:decode(z), 1e-5, "the images are the decoded latents")
+  local clipped = md.sample(model, { n = 3, class = 1, steps = 4, seed = 5, progress = false, decode = false, clip = true })
+  T.near(md.sample(model, { n = 3, class = 1, steps = 4, seed = 5, progress = false, decode = false, clip = false }), z, 0,
+    "latents are sampled without the x0 clip by default")
+  T.truthy((clipped - z):abs():max():item() > 1e-3, "and the clip would change them")
+  -- img2img takes images and starts from their latents; inpainting is refused
+  local edited = md.edit.img2img(model, x:narrow(1, 1, 2), { strength = 0.5, steps = 4, class = 1, progress = false })
+  T.eq(table.concat(edited:shape(), "x"), "2x1x8x8")
+  T.errors(function() md.edit.inpaint(model, x:narrow(1, 1, 2), md.ones { 2, 1, 8, 8 }, { steps = 4, progress = false }) end,
+    "inpainting a latent diffusion model")
+  T.errors(function() md.sample(model, { n = 1, steps = 2, shape = { 1, 8, 8 }, class = 0, progress = false }) end,
+    "its autoencoder decodes 2x4x4 latents")
+  -- a resumed run must see the same autoencoder
+  T.errors(function()
+    md.trainer.train { model = unet, data = data, steps = 3, batch_size = 8, checkpoint = path("ldm.safetensors"),
+                       autoencoder = tiny_ae { z_channels = 2, latent_std = { 2, 2 }, latent_mean = { 0, 0 } },
+                       progress = false, sample_every = 0, run_dir = dir .. "/run" }
+  end, "gives another autoencoder")
   md.save(path("again.safetensors"), model) -- md.save of a loaded latent model keeps its autoencoder
   local again = md.load(path("again.safetensors"))
   T.near(md.sample(again, { n = 3, class = 1, steps = 4, seed = 5, progress = false }), imgs, 1e-6)
-  T.errors(function() md.sample(unet, { n = 1, steps = 2, decode = true, progress = false, class = 0 }) end, "no autoencoder")
+  local plain = md.nn.UNet(cfg)
+  T.errors(function() md.sample(plain, { n = 1, steps = 2, decode = true, progress = false, class = 0 }) end, "no autoencoder")
   T.errors(function()
-    md.trainer.train { model = unet, data = { images = x, labels = md.zeros { 32 }, n = 32 }, steps = 1,
+    md.trainer.train { model = plain, data = { images = x, labels = md.zeros { 32 }, n = 32 }, steps = 1,
                        autoencoder = ae, progress = false, checkpoint = path("x.safetensors") }
   end, "latents are 2x4x4")
 end)
