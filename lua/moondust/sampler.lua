@@ -21,7 +21,7 @@
 -- one's); cond_fn(x, t, y, idx) -> gradient of log p(y | x_t), already
 -- scaled (classifier guidance; idx lists the batch's image numbers in 1..n);
 -- diffusion (default the model's, md.load restores it; else from schedule,
--- T, prediction); clip (x0 to [-1, 1]; default true, false for heun); dynamic_threshold
+-- T, prediction); clip (x0 to [-1, 1], default true); dynamic_threshold
 -- (a quantile p, e.g. 0.995: x0 clipped to the per-image p-quantile s of
 -- |x0| and divided by s when s > 1, Imagen); seed (image i draws from
 -- Generator(seed + i - 1), so images do not depend on the batch size);
@@ -176,9 +176,7 @@ function sampler.sample_batch(model, gens, b, opts)
   local null_class = model.config and model.config.num_classes
   local model_y = (opts.unconditional and null_class) and md.full({ #gens }, null_class) or b.y
   local impl = sampler.samplers[opts.sampler]
-  -- clip: the user's choice, else the sampler's default (Heun's is off), else on
-  local clip, p = opts.clip, opts.dynamic_threshold
-  if clip == nil then clip = impl.clip ~= false end
+  local clip, p = opts.clip ~= false, opts.dynamic_threshold
   local top = opts.top or #plan.ab
   local x = draw(gens, shape)
   if b.noise then x = b.noise end

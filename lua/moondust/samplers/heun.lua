@@ -3,11 +3,8 @@
 -- there, and the step redone with the mean of the two slopes; the last
 -- step (to sigma = 0) is Euler. 2 steps - 1 network evaluations.
 -- Classifier guidance shifts the first slope.
--- It does not clip x0 unless asked (as in k-diffusion): the second slope,
--- taken at the small sigma_prev of the last steps, turns a clipped x0's
--- change into (x - x0) / sigma_prev, which the whole step then multiplies.
 return {
-  ve = true, default_steps = 18, clip = false,
+  ve = true, default_steps = 18,
   step = function(_, s)
     local x0, eps = s.shifted()
     local sp, sg = s.sigma(s.ab_prev), s.sigma(s.ab_t)

@@ -6,8 +6,7 @@
 --    eta = true (it reads opts.eta), multistep = true (it keeps a history in
 --    state), ve = true (it works in sigma, infinite at zero terminal SNR),
 --    default_steps = n,
---    default_spacing = "karras" (its spacing when the user gives none),
---    clip = false (x0 is not clipped to [-1, 1] unless the user asks)}
+--    default_spacing = "karras" (its spacing when the user gives none)}
 -- and add NAME to the registry below. The loop (sampler.lua) calls the
 -- network, applies guidance and clipping, and hands step() s: x (at
 -- alpha-bar ab_t), x0, eps, var (learned variance channels, or nil),
