@@ -28,6 +28,7 @@ typedef struct {
   int kind;
   int nthreads; /* oneDNN splits the work at creation for this many threads */
   bool winograd_allowed;
+  bool bf16; /* bf16 inputs (x, w, dy) with fp32 accumulation and outputs */
   bool assign; /* backward passes: outputs overwritten, not accumulated into */
   uint64_t last_used;
   dnnl_primitive_t prim;
@@ -121,14 +122,15 @@ void md_dnnl_conv_clear_cache(void) {
   kept_clear();
 }
 
-static void plain_md(dnnl_memory_desc_t *md, int nd, const int64_t *dims, dnnl_format_tag_t tag) {
+static void typed_md(dnnl_memory_desc_t *md, int nd, const int64_t *dims, dnnl_data_type_t type,
+                     dnnl_format_tag_t tag) {
   dnnl_dims_t d;
   for (int i = 0; i < nd; i++) d[i] = dims[i];
-  dnnl_memory_desc_init_by_tag(md, nd, d, dnnl_f32, tag);
+  dnnl_memory_desc_init_by_tag(md, nd, d, type, tag);
 }
 
-static void any_md(dnnl_memory_desc_t *md, int nd, const int64_t *dims) {
-  plain_md(md, nd, dims, dnnl_format_tag_any);
+static void plain_md(dnnl_memory_desc_t *md, int nd, const int64_t *dims, dnnl_format_tag_t tag) {
+  typed_md(md, nd, dims, dnnl_f32, tag);
 }
 
 /* Fills in the operand and creates the reorder it needs. */
@@ -180,13 +182,23 @@ static dnnl_format_tag_t tag_of(md_layout layout) { return layout == MD_LAYOUT_B
 
 /* Builds the primitive for one pass. The forward descriptor is always made:
  * it is the hint the backward passes need. Winograd falls back to the
- * direct algorithm when oneDNN has no Winograd kernel for this machine. */
+ * direct algorithm when oneDNN has no Winograd kernel for this machine.
+ * In bf16 the pass reads x, w and dy as bf16 (the input reorders convert
+ * them) and writes y, dx, dw and db in fp32: products of bf16 pairs summed
+ * in fp32 (vdpbf16ps), so only the inputs are rounded. */
 static int build(pass *p) {
   const md_conv_shape *s = &p->s;
   int64_t xd[4] = {s->n, s->c, s->h, s->w}, wd[4] = {s->o, s->c, s->k, s->k}, yd[4] = {s->n, s->o, s->ho, s->wo};
   int64_t bd[1] = {s->o};
-  dnnl_memory_desc_t x_any, w_any, b_any, y_any, x_user, w_user, b_user, y_user;
-  any_md(&x_any, 4, xd), any_md(&w_any, 4, wd), any_md(&b_any, 1, bd), any_md(&y_any, 4, yd);
+  /* *_in: as a pass reads it (bf16 in bf16), *_out: as it writes it (fp32) */
+  dnnl_memory_desc_t x_in, x_out, w_in, w_out, b_any, y_in, y_out, x_user, w_user, b_user, y_user;
+  dnnl_data_type_t in = p->bf16 ? dnnl_bf16 : dnnl_f32;
+  dnnl_format_tag_t any = dnnl_format_tag_any;
+  typed_md(&x_in, 4, xd, in, any), typed_md(&x_out, 4, xd, dnnl_f32, any);
+  typed_md(&w_in, 4, wd, in, any), typed_md(&w_out, 4, wd, dnnl_f32, any);
+  typed_md(&y_in, 4, yd, in, any), typed_md(&y_out, 4, yd, dnnl_f32, any);
+  typed_md(&b_any, 1, bd, dnnl_f32, any);
+  bool forward = p->kind == PASS_FORWARD || p->kind == PASS_FORWARD_NOBIAS;
   plain_md(&x_user, 4, xd, tag_of(s->x_layout)), plain_md(&w_user, 4, wd, dnnl_oihw);
   plain_md(&b_user, 1, bd, dnnl_x), plain_md(&y_user, 4, yd, tag_of(s->y_layout));
   dnnl_dims_t strides = {s->stride, s->stride}, pad = {s->pad, s->pad};
@@ -194,11 +206,14 @@ static int build(pass *p) {
 
   dnnl_convolution_desc_t fd;
   dnnl_primitive_desc_t fpd = NULL, pd = NULL;
-  dnnl_alg_kind_t alg = p->winograd_allowed && winograd_applies(s) ? dnnl_convolution_winograd : dnnl_convolution_direct;
+  dnnl_alg_kind_t alg = p->winograd_allowed && !p->bf16 && winograd_applies(s) ? dnnl_convolution_winograd
+                                                                                : dnnl_convolution_direct;
   dnnl_status_t st;
   for (;;) {
-    st = dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, alg, &x_any, &w_any,
-                                            p->kind == PASS_FORWARD ? &b_any : NULL, &y_any, strides, pad, pad);
+    /* the backward passes' hint reads y as they read dy */
+    st = dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, alg, &x_in, &w_in,
+                                            p->kind == PASS_FORWARD ? &b_any : NULL, forward ? &y_out : &y_in,
+                                            strides, pad, pad);
     if (st == dnnl_success) st = dnnl_primitive_desc_create(&fpd, &fd, NULL, engine, NULL);
     if (st == dnnl_success || alg == dnnl_convolution_direct) break;
     alg = dnnl_convolution_direct;
@@ -206,7 +221,7 @@ static int build(pass *p) {
   if (st != dnnl_success) return fail("forward descriptor", st);
 
   int rc = MD_OK;
-  if (p->kind == PASS_FORWARD || p->kind == PASS_FORWARD_NOBIAS) {
+  if (forward) {
     pd = fpd;
     fpd = NULL;
     rc = add_operand(p, pd, DNNL_ARG_SRC, dnnl_query_src_md, 0, &x_user, false, false);
@@ -215,7 +230,7 @@ static int build(pass *p) {
     if (rc == MD_OK) rc = add_operand(p, pd, DNNL_ARG_DST, dnnl_query_dst_md, 0, &y_user, true, false);
   } else if (p->kind == PASS_BACKWARD_DATA) {
     dnnl_convolution_desc_t bdd;
-    st = dnnl_convolution_backward_data_desc_init(&bdd, alg, &x_any, &w_any, &y_any, strides, pad, pad);
+    st = dnnl_convolution_backward_data_desc_init(&bdd, alg, &x_out, &w_in, &y_in, strides, pad, pad);
     if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &bdd, NULL, engine, fpd);
     if (st != dnnl_success) rc = fail("backward-data descriptor", st);
     if (rc == MD_OK) rc = add_operand(p, pd, DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, &y_user, false, false);
@@ -224,7 +239,7 @@ static int build(pass *p) {
       rc = add_operand(p, pd, DNNL_ARG_DIFF_SRC, dnnl_query_diff_src_md, 0, &x_user, true, !p->assign);
   } else {
     dnnl_convolution_desc_t bwd;
-    st = dnnl_convolution_backward_weights_desc_init(&bwd, alg, &x_any, &w_any, bias ? &b_any : NULL, &y_any,
+    st = dnnl_convolution_backward_weights_desc_init(&bwd, alg, &x_in, &w_out, bias ? &b_any : NULL, &y_in,
                                                      strides, pad, pad);
     if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &bwd, NULL, engine, fpd);
     if (st != dnnl_success) rc = fail("backward-weights descriptor", st);
@@ -244,12 +259,13 @@ static int build(pass *p) {
   return rc;
 }
 
-static pass *lookup(const md_conv_shape *s, int kind, bool winograd, bool assign) {
+static pass *lookup(const md_conv_shape *s, int kind, bool winograd, bool bf16, bool assign) {
   int nthreads = omp_get_max_threads(); /* md.set_num_threads must reach cached primitives too */
   int victim = 0;
   for (int i = 0; i < CACHE_SIZE; i++) {
     pass *c = cache[i];
-    if (c && c->kind == kind && c->nthreads == nthreads && c->winograd_allowed == winograd && c->assign == assign &&
+    if (c && c->kind == kind && c->nthreads == nthreads && c->winograd_allowed == winograd && c->bf16 == bf16 &&
+        c->assign == assign &&
         same_shape(&c->s, s)) {
       c->last_used = ++uses;
       return c;
@@ -266,6 +282,7 @@ static pass *lookup(const md_conv_shape *s, int kind, bool winograd, bool assign
   p->kind = kind;
   p->nthreads = nthreads;
   p->winograd_allowed = winograd;
+  p->bf16 = bf16;
   p->assign = assign;
   p->last_used = ++uses;
   if (build(p) != MD_OK) {
@@ -330,16 +347,16 @@ static int run(pass *p, const md_conv_shape *s, void *const *ptrs) {
   return rc;
 }
 
-int md_dnnl_conv_forward(const md_conv_shape *s, bool winograd, const float *x, const float *w, const float *b,
-                         float *y) {
-  pass *p = lookup(s, b ? PASS_FORWARD : PASS_FORWARD_NOBIAS, winograd, true);
+int md_dnnl_conv_forward(const md_conv_shape *s, bool winograd, bool bf16, const float *x, const float *w,
+                         const float *b, float *y) {
+  pass *p = lookup(s, b ? PASS_FORWARD : PASS_FORWARD_NOBIAS, winograd, bf16, true);
   if (!p) return MD_ERR;
   void *with_bias[4] = {(void *)x, (void *)w, (void *)b, y}, *without[3] = {(void *)x, (void *)w, y};
   return run(p, s, b ? with_bias : without);
 }
 
-const char *md_dnnl_conv_impl(const md_conv_shape *s, bool winograd) {
-  pass *p = lookup(s, PASS_FORWARD, winograd, true);
+const char *md_dnnl_conv_impl(const md_conv_shape *s, bool winograd, bool bf16) {
+  pass *p = lookup(s, PASS_FORWARD, winograd, bf16, true);
   const_dnnl_primitive_desc_t pd;
   const char *impl = NULL;
   if (p && dnnl_primitive_get_primitive_desc(p->prim, &pd) == dnnl_success)
@@ -347,10 +364,10 @@ const char *md_dnnl_conv_impl(const md_conv_shape *s, bool winograd) {
   return impl;
 }
 
-int md_dnnl_conv_backward(const md_conv_shape *s, bool winograd, const float *x, const float *w, const float *dy,
-                          float *dx, float *dw, float *db, bool assign_dx, bool assign_dwb) {
+int md_dnnl_conv_backward(const md_conv_shape *s, bool winograd, bool bf16, const float *x, const float *w,
+                          const float *dy, float *dx, float *dw, float *db, bool assign_dx, bool assign_dwb) {
   if (dx) {
-    pass *p = lookup(s, PASS_BACKWARD_DATA, winograd, assign_dx);
+    pass *p = lookup(s, PASS_BACKWARD_DATA, winograd, bf16, assign_dx);
     if (!p) return MD_ERR;
     void *ptrs[3] = {(void *)dy, (void *)w, dx};
     if (run(p, s, ptrs) != MD_OK) return MD_ERR;
@@ -360,7 +377,7 @@ int md_dnnl_conv_backward(const md_conv_shape *s, bool winograd, const float *x,
     /* oneDNN computes both together; a missing one goes to scratch */
     if (!dw) dw_buf = calloc((size_t)(s->o * s->c * s->k * s->k), sizeof(float));
     if (!dw_buf) return md_error("conv2d (oneDNN): out of memory");
-    pass *p = lookup(s, db ? PASS_BACKWARD_WEIGHTS : PASS_BACKWARD_WEIGHTS_NOBIAS, winograd, assign_dwb);
+    pass *p = lookup(s, db ? PASS_BACKWARD_WEIGHTS : PASS_BACKWARD_WEIGHTS_NOBIAS, winograd, bf16, assign_dwb);
     int rc = MD_ERR;
     if (p) {
       void *ptrs[4] = {(void *)x, (void *)dy, dw_buf, db_buf};
@@ -374,15 +391,15 @@ int md_dnnl_conv_backward(const md_conv_shape *s, bool winograd, const float *x,
 
 #else
 
-int md_dnnl_conv_forward(const md_conv_shape *s, bool winograd, const float *x, const float *w, const float *b,
-                         float *y) {
+int md_dnnl_conv_forward(const md_conv_shape *s, bool winograd, bool bf16, const float *x, const float *w,
+                         const float *b, float *y) {
   return md_error("conv2d: this build has no oneDNN");
 }
-int md_dnnl_conv_backward(const md_conv_shape *s, bool winograd, const float *x, const float *w, const float *dy,
-                          float *dx, float *dw, float *db, bool assign_dx, bool assign_dwb) {
+int md_dnnl_conv_backward(const md_conv_shape *s, bool winograd, bool bf16, const float *x, const float *w,
+                          const float *dy, float *dx, float *dw, float *db, bool assign_dx, bool assign_dwb) {
   return md_error("conv2d: this build has no oneDNN");
 }
 void md_dnnl_conv_clear_cache(void) {}
-const char *md_dnnl_conv_impl(const md_conv_shape *s, bool winograd) { return NULL; }
+const char *md_dnnl_conv_impl(const md_conv_shape *s, bool winograd, bool bf16) { return NULL; }
 
 #endif

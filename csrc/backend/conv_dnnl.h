@@ -12,14 +12,16 @@
 
 #include <stdbool.h>
 
-int md_dnnl_conv_forward(const md_conv_shape *s, bool winograd, const float *x, const float *w, const float *b,
-                         float *y);
+/* winograd: Winograd F(4x4, 3x3) where it pays (fp32 only); bf16: x, w and
+ * dy rounded to bfloat16, products summed in fp32, fp32 outputs. */
+int md_dnnl_conv_forward(const md_conv_shape *s, bool winograd, bool bf16, const float *x, const float *w,
+                         const float *b, float *y);
 /* assign_dx, assign_dwb: overwrite dx (dw and db) instead of adding to them */
-int md_dnnl_conv_backward(const md_conv_shape *s, bool winograd, const float *x, const float *w, const float *dy,
-                          float *dx, float *dw, float *db, bool assign_dx, bool assign_dwb);
+int md_dnnl_conv_backward(const md_conv_shape *s, bool winograd, bool bf16, const float *x, const float *w,
+                          const float *dy, float *dx, float *dw, float *db, bool assign_dx, bool assign_dwb);
 /* oneDNN's name for the forward kernel it picked for this shape (for tests
  * and benchmarks), or NULL without oneDNN. */
-const char *md_dnnl_conv_impl(const md_conv_shape *s, bool winograd);
+const char *md_dnnl_conv_impl(const md_conv_shape *s, bool winograd, bool bf16);
 /* Frees every cached primitive. */
 void md_dnnl_conv_clear_cache(void);
 

@@ -54,7 +54,8 @@ static int run_forward(md_conv_backend engine, const md_conv_shape *s, const flo
     empty_forward(s, b, y);
     return MD_OK;
   }
-  if (engine != MD_CONV_IM2COL) return md_dnnl_conv_forward(s, engine == MD_CONV_DNNL, x, w, b, y);
+  if (engine != MD_CONV_IM2COL)
+    return md_dnnl_conv_forward(s, engine == MD_CONV_DNNL, engine == MD_CONV_DNNL_BF16, x, w, b, y);
   return md_conv2d_im2col_forward(s, x, w, b, y);
 }
 
@@ -78,7 +79,8 @@ static int run_backward(md_conv_backend engine, const md_conv_shape *s, const fl
       if (fresh_dw) zero(dw, nw);
       if (fresh_db) zero(db, s->o);
     }
-    return md_dnnl_conv_backward(s, engine == MD_CONV_DNNL, x, w, dy, dx, dw, db, fresh_dx, assign_wb);
+    return md_dnnl_conv_backward(s, engine == MD_CONV_DNNL, engine == MD_CONV_DNNL_BF16, x, w, dy, dx, dw, db,
+                                 fresh_dx, assign_wb);
   }
   if (fresh_dx) zero(dx, nx);
   if (fresh_dw) zero(dw, nw);

@@ -6,7 +6,7 @@
 -- runs. Types: "integer", "number", "string", "boolean" (a flag without a
 -- value), "size" (N or HxW, becoming N or {H, W}); optional fields: min, max, positive (> 0), choices, meta (the
 -- value's placeholder in the usage), default_text (when the default is not
--- a plain value). Every command also takes --threads and --help.
+-- a plain value). Every command also takes --threads, --precision and --help.
 local md = require "moondust"
 local options = require "moondust.options"
 
@@ -16,6 +16,7 @@ local DEFAULT_CHECKPOINT = "checkpoints/ddpm_fashion.safetensors"
 
 local common_flags = {
   { "threads", "integer", nil, "threads for all parallel work", min = 1, default_text = "all cores" },
+  { "precision", "string", "fp32", "convolution arithmetic (bf16: AVX512_BF16 CPUs)", choices = { "fp32", "bf16" } },
   { "help", "boolean", nil, "print this help" },
 }
 
@@ -490,6 +491,7 @@ function cli.run(args)
   if o.help then print(cli.usage(cmd)); return 0 end
   local ok2, err = pcall(function()
     if o.threads then md.set_num_threads(o.threads) end
+    md.set_precision(o.precision)
     cli[cmd](o)
   end)
   if not ok2 then io.stderr:write("moondust " .. cmd .. ": " .. bare(err) .. "\n"); return 1 end

@@ -92,7 +92,7 @@ return {
   is_grad_enabled = "md.is_grad_enabled() -> whether ops are recorded for backward (md.no_grad turns it off)",
   set_num_threads = "md.set_num_threads(n): threads for OpenMP, BLAS and oneDNN",
   get_num_threads = "md.get_num_threads() -> the thread count",
-  set_conv_backend = "md.set_conv_backend(\"dnnl\" | \"dnnl_direct\" | \"im2col\"): the convolution engine",
+  set_conv_backend = "md.set_conv_backend(\"dnnl\" | \"dnnl_direct\" | \"dnnl_bf16\" | \"im2col\"): the convolution engine",
   get_conv_backend = "md.get_conv_backend() -> the convolution engine in use",
   time = "md.time(): monotonic wall-clock seconds, for timing",
   memory = "md.memory() -> live tensor bytes, bytes allocated so far, {cached, hits, misses} of the allocator cache",

@@ -116,6 +116,38 @@ function md.pretrained(name)
   return md.load(assets .. file)
 end
 
+-- Precision -------------------------------------------------------------------
+-- bf16 is mixed precision for convolutions (nearly all the U-Net's work):
+-- their inputs and weights rounded to bfloat16, products summed in fp32,
+-- outputs fp32; weights, gradients, norms, matmuls and the optimizer stay fp32.
+-- The engine a forward pass ran on also runs its backward pass.
+local fp32_backend = "dnnl" -- the engine set_precision("fp32") returns to
+
+-- md.set_precision("fp32" | "bf16"): the arithmetic of convolutions; bf16
+-- needs oneDNN and a CPU with AVX512_BF16.
+function md.set_precision(p)
+  local current = core.get_conv_backend()
+  if p == "fp32" then
+    if current == "dnnl_bf16" then core.set_conv_backend(fp32_backend) end
+    return
+  elseif p ~= "bf16" then
+    error(("md.set_precision: precision must be \"fp32\" or \"bf16\", got %s"):format(tostring(p)), 2)
+  end
+  if current == "dnnl_bf16" then return end
+  local ok = pcall(core.set_conv_backend, "dnnl_bf16") -- fails without oneDNN
+  local kernel = ok and core.dnnl_conv_kernel(1, 16, 8, 8, 16, 3, 1, 1, "dnnl_bf16")
+  -- oneDNN falls back to its slow reference kernel on CPUs without bf16
+  if not (kernel and kernel:find("bf16", 1, true) and not kernel:find("ref", 1, true)) then
+    core.set_conv_backend(current)
+    error(("md.set_precision: bf16 needs oneDNN and a CPU with AVX512_BF16 (oneDNN offers %s)"):format(
+      tostring(kernel or "nothing")), 2)
+  end
+  fp32_backend = current
+end
+
+-- md.get_precision() -> "fp32" or "bf16"
+function md.get_precision() return core.get_conv_backend() == "dnnl_bf16" and "bf16" or "fp32" end
+
 package.loaded.moondust = md
 require "moondust.tensor" -- Lua-side tensor methods and creation helpers
 require "moondust.functional" -- dropout, pooling and KL written in Lua

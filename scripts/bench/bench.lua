@@ -1,6 +1,9 @@
 -- The benchmark: moondust against the PyTorch reference (torch_unet.py) on
 -- the same U-Net, alternating the two systems, one process per measurement,
--- reporting medians. Writes a table to stdout and out/bench.json.
+-- reporting medians, each ratio the median of the rounds' own ratios with
+-- their range. moondust runs in fp32 and bf16 (md.set_precision), PyTorch
+-- in fp32 (eager, jit) and bf16 (torch.autocast). Writes a table to stdout
+-- and out/bench.json.
 --   make bench            (or: scripts/md-lua scripts/bench/bench.lua [rounds = 3] [figures])
 -- PyTorch runs in its fastest honest configuration on this machine:
 -- torch.set_num_threads(2), OPENBLAS_NUM_THREADS=1, tcmalloc preloaded, and
@@ -23,8 +26,9 @@ local function run(cmd)
   return md.core.json_decode(line)
 end
 
-local function moondust(figure, mc, repeats)
-  return run(("%s/../md-lua %s/moondust_unet.lua %s %d %d"):format(here, here, figure, mc, repeats))
+local function moondust(figure, mc, repeats, precision)
+  return run(("%s/../md-lua %s/moondust_unet.lua %s %d %d %s"):format(here, here, figure, mc, repeats,
+    precision or "fp32"))
 end
 
 local function torch(figure, mc, repeats, mode)
@@ -40,6 +44,12 @@ local function median(xs)
   local n = #s
   if n == 0 then return 0 / 0 end
   return n % 2 == 1 and s[(n + 1) // 2] or (s[n // 2] + s[n // 2 + 1]) / 2
+end
+
+local function spread(xs)
+  local lo, hi = math.huge, -math.huge
+  for _, v in ipairs(xs) do lo, hi = math.min(lo, v), math.max(hi, v) end
+  return lo, hi
 end
 
 -- figure -> images per measured unit, GFLOP per unit (forward 0.554 / 2.21 GFLOP per image)
@@ -59,50 +69,84 @@ local peak_gflops = fma and median(fma.times) or 0 / 0
 print(("fp32 FMA peak probe: %.0f GFLOP/s; GEMM probe (2048^3, oneDNN): %.0f GFLOP/s; %d threads"):format(
   peak_gflops, gemm_gflops, threads))
 
+-- The systems, each run in its own process once per round, in this order
+-- (alternated, so drift hits all of them alike). PyTorch fp32 is the faster
+-- of eager and jit in each round.
+local systems = {
+  { key = "md_fp32", run = function(f) return moondust(f.name, f.mc, f.repeats, "fp32") end },
+  { key = "md_bf16", run = function(f) return moondust(f.name, f.mc, f.repeats, "bf16") end },
+  { key = "torch_eager", run = function(f) return torch(f.name, f.mc, f.repeats, "eager") end },
+  { key = "torch_jit", run = function(f) return torch(f.name, f.mc, f.repeats, "jit") end },
+  { key = "torch_bf16", run = function(f) return torch(f.name, f.mc, f.repeats, "bf16") end },
+}
+local bf16_ok = pcall(md.set_precision, "bf16")
+md.set_precision("fp32")
+
+-- value of one measurement: images/s, or ms for the batch-1 figure
+local function value(f, seconds) return f.ms and seconds * 1000 or f.images / seconds end
+
 local results = {}
 for _, f in ipairs(figures) do
   if not only or only:find(f.name, 1, true) then
-    local r = { figure = f.name, label = f.label, mc = f.mc, moondust = {}, torch_eager = {}, torch_jit = {} }
+    local r = { figure = f.name, label = f.label, mc = f.mc, rounds = {}, rss = {} }
     for round = 1, rounds do
       io.stderr:write(("%s mc=%d round %d/%d\n"):format(f.name, f.mc, round, rounds))
-      local m = moondust(f.name, f.mc, f.repeats)
-      local te = torch(f.name, f.mc, f.repeats, "eager")
-      local tj = torch(f.name, f.mc, f.repeats, "jit")
-      for key, res in pairs { moondust = m, torch_eager = te, torch_jit = tj } do
+      local med = {}
+      for _, sys in ipairs(systems) do
+        local res = (sys.key ~= "md_bf16" or bf16_ok) and sys.run(f) or nil
         if res then
-          for _, t in ipairs(res.times) do table.insert(r[key], t) end
-          r[key .. "_rss"] = math.max(r[key .. "_rss"] or 0, res.maxrss_mb)
-          r[key .. "_params"] = res.params
+          med[sys.key] = median(res.times)
+          r.rss[sys.key] = math.max(r.rss[sys.key] or 0, res.maxrss_mb)
+          r.params = r.params or res.params
         end
       end
+      med.torch_fp32 = math.min(med.torch_eager or math.huge, med.torch_jit or math.huge)
+      if med.torch_fp32 == math.huge then med.torch_fp32 = nil end
+      r.rounds[round] = med
     end
-    local med = {}
-    for _, key in ipairs { "moondust", "torch_eager", "torch_jit" } do med[key] = median(r[key]) end
-    r.torch_best = (med.torch_jit == med.torch_jit and med.torch_jit < med.torch_eager) and "torch_jit" or "torch_eager"
-    r.median_s = med
-    r.moondust_gflops = f.flops(f.mc) / med.moondust
+    -- per-round ratios, then their median and range
+    local function ratios(a, b)
+      local xs = {}
+      for _, med in ipairs(r.rounds) do
+        if med[a] and med[b] then xs[#xs + 1] = med[b] / med[a] end -- in moondust's favour
+      end
+      local lo, hi = spread(xs)
+      return { median = median(xs), lo = lo, hi = hi, n = #xs }
+    end
+    local function values(key)
+      local xs = {}
+      for _, med in ipairs(r.rounds) do if med[key] then xs[#xs + 1] = value(f, med[key]) end end
+      local lo, hi = spread(xs)
+      return { median = median(xs), lo = lo, hi = hi }
+    end
+    r.values = { md_fp32 = values("md_fp32"), md_bf16 = values("md_bf16"), torch_fp32 = values("torch_fp32"),
+                 torch_bf16 = values("torch_bf16") }
+    r.ratio_fp32 = ratios("md_fp32", "torch_fp32")
+    r.ratio_bf16 = ratios("md_bf16", "torch_fp32")
+    r.ratio_bf16_vs_torch_bf16 = ratios("md_bf16", "torch_bf16")
+    local sec = f.ms and r.values.md_fp32.median / 1000 or f.images / r.values.md_fp32.median
+    r.moondust_gflops = f.flops(f.mc) / sec
     r.moondust_peak_fraction = r.moondust_gflops / peak_gflops
-    if f.ms then
-      r.moondust_value, r.torch_value = med.moondust * 1000, med[r.torch_best] * 1000
-      r.speedup = med[r.torch_best] / med.moondust
-    else
-      r.moondust_value, r.torch_value = f.images / med.moondust, f.images / med[r.torch_best]
-      r.speedup = r.moondust_value / r.torch_value
-    end
     results[#results + 1] = r
   end
 end
 
+local function range(v, fmt) return (fmt .. " (" .. fmt .. "-" .. fmt .. ")"):format(v.median, v.lo, v.hi) end
 print()
-print(("%-34s %4s %10s %10s %7s %9s %9s %7s"):format("figure", "mc", "moondust", "PyTorch", "ratio", "md MB", "torch MB", "% peak"))
+print(("%-31s %3s | %-22s %-22s | %-22s %-22s | %-19s %-19s %-19s | %5s %5s | %5s"):format("figure (median (range))", "mc",
+  "moondust fp32", "moondust bf16", "PyTorch fp32", "PyTorch bf16", "fp32 ratio", "bf16 / torch fp32",
+  "bf16 / torch bf16", "md MB", "pt MB", "%peak"))
 for _, r in ipairs(results) do
-  print(("%-34s %4d %10.2f %10.2f %6.2fx %9.0f %9.0f %6.1f%%"):format(r.label, r.mc, r.moondust_value, r.torch_value,
-    r.speedup, r.moondust_rss or 0, r[r.torch_best .. "_rss"] or 0, 100 * r.moondust_peak_fraction))
+  print(("%-31s %3d | %-22s %-22s | %-22s %-22s | %-19s %-19s %-19s | %5.0f %5.0f | %4.1f%%"):format(r.label, r.mc,
+    range(r.values.md_fp32, "%.1f"), range(r.values.md_bf16, "%.1f"), range(r.values.torch_fp32, "%.1f"),
+    range(r.values.torch_bf16, "%.1f"), range(r.ratio_fp32, "%.2f"), range(r.ratio_bf16, "%.2f"),
+    range(r.ratio_bf16_vs_torch_bf16, "%.2f"), r.rss.md_fp32 or 0,
+    math.min(r.rss.torch_eager or math.huge, r.rss.torch_jit or math.huge), 100 * r.moondust_peak_fraction))
 end
-local params = results[1] and ("parameters: moondust %s, PyTorch %s"):format(tostring(results[1].moondust_params),
-  tostring(results[1].torch_eager_params)) or ""
-print(params)
-print("ratio: moondust over PyTorch's faster mode (higher is better; for ms, PyTorch time / moondust time)")
+print(("parameters: %s; %d rounds; PyTorch fp32 = the faster of eager and jit in each round"):format(
+  tostring(results[1] and results[1].params), rounds))
+print("ratios: median over rounds of each round's PyTorch time / moondust time (higher is better), with their range")
+if not bf16_ok then print("moondust bf16: not run (this CPU or build has no bf16 convolutions)") end
 md.core.mkdir_p("out")
 local f = io.open("out/bench.json", "w")
 f:write(md.core.json_encode { threads = threads, peak_gflops = peak_gflops, gemm_gflops = gemm_gflops, rounds = rounds,

@@ -1,11 +1,12 @@
 -- One benchmark figure for moondust's reference U-Net, in its own process
 -- so that peak memory is that figure's own. Run by scripts/bench/bench.lua.
---   scripts/md-lua scripts/bench/moondust_unet.lua FIGURE MODEL_CHANNELS REPEATS
---   FIGURE: train | sample | sample_cfg | forward1 | peak
+--   scripts/md-lua scripts/bench/moondust_unet.lua FIGURE MODEL_CHANNELS REPEATS [PRECISION]
+--   FIGURE: train | sample | sample_cfg | forward1 | peak; PRECISION: fp32 | bf16
 -- Prints one JSON line: {"times": [...], "maxrss_mb": ..., "params": ...}.
 local md = require "moondust"
 
 local figure, mc, repeats = arg[1], tonumber(arg[2]) or 32, tonumber(arg[3]) or 3
+md.set_precision(arg[4] or "fp32")
 
 local function maxrss_mb()
   local f = io.open("/proc/self/status")
@@ -19,11 +20,11 @@ local model = md.nn.UNet { model_channels = mc, channel_mult = { 1, 2, 2 }, num_
                            attention_resolutions = { 4 }, num_head_channels = 32, num_classes = 10, norm_groups = 8 }
 local times = {}
 
--- A warm-up run first (primitive creation, caches), then `repeats` timed runs.
+-- A warm-up run first (primitive creation, caches), then `repeats` timed
+-- runs; the garbage collector runs when it would in a real loop, inside them.
 local function timed(fn, warmup)
   (warmup or fn)()
   for _ = 1, repeats do
-    collectgarbage()
     local t0 = md.time()
     fn()
     times[#times + 1] = md.time() - t0
@@ -32,13 +33,16 @@ end
 
 if figure == "train" then
   local opt = md.optim.AdamW(model, { lr = 1e-4 })
-  local x, t, y = md.randn { 128, 1, 28, 28 }, md.randint(0, 1000, { 128 }), md.randint(0, 11, { 128 })
+  local ema = md.optim.EMA(model, 0.999)
+  -- as the trainer runs it: a fresh batch each step, the EMA update
   timed(function()
+    local x, t, y = md.randn { 128, 1, 28, 28 }, md.randint(0, 1000, { 128 }), md.randint(0, 11, { 128 })
     local noise = md.randn(x:shape())
     local loss = md.mse_loss(model(x, t, y), noise)
     opt:zero_grad()
     loss:backward()
     opt:step()
+    ema:update(model)
   end)
 elseif figure == "sample" or figure == "sample_cfg" then
   model:eval()

@@ -166,6 +166,7 @@ def sample(model, n, cfg, steps=50):
                 eps = eu + 3.0 * (ec - eu)
             else:
                 eps = model(x, tt, y)
+            eps = eps.float()  # bf16 under autocast
             a, ap = ab[t], (ab[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0))
             x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
             x = ap.sqrt() * x0 + (1 - ap).sqrt() * eps
@@ -271,25 +272,38 @@ def main():
     if sys.argv[1] == "--fixture":
         return write_fixture(sys.argv[2])
     figure, mc, repeats, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    # mode: eager, jit (traced; frozen for inference) or bf16 (eager under
+    # torch.autocast("cpu", dtype=torch.bfloat16): PyTorch's mixed precision)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16")
     torch.manual_seed(0)
     model = UNet(mc)
     params = sum(p.numel() for p in model.parameters())
     times = []
     if figure == "train":
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        x = torch.randn(128, 1, 28, 28)
-        t = torch.randint(0, 1000, (128,))
-        y = torch.randint(0, 11, (128,))
+        params = list(model.parameters())
+        ema = [p.detach().clone() for p in params]
+
+        def batch():
+            return torch.randn(128, 1, 28, 28), torch.randint(0, 1000, (128,)), torch.randint(0, 11, (128,))
+
         step_model = model
         if mode == "jit":
-            step_model = torch.jit.trace(model, (x, t, y))
+            step_model = torch.jit.trace(model, batch())
+        # as a training loop runs it: a fresh batch each step, the EMA update
         for i in range(repeats + 1):
             t0 = time.perf_counter()
+            x, t, y = batch()
             noise = torch.randn_like(x)
-            loss = F.mse_loss(step_model(x, t, y), noise)
+            with autocast:
+                out = step_model(x, t, y)
+            loss = F.mse_loss(out.float(), noise)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            with torch.no_grad():
+                torch._foreach_mul_(ema, 0.999)
+                torch._foreach_add_(ema, [p.detach() for p in params], alpha=0.001)
             if i > 0:  # the first step warms up
                 times.append(time.perf_counter() - t0)
     elif figure in ("sample", "sample_cfg", "forward1"):
@@ -304,11 +318,12 @@ def main():
                 run_model = torch.jit.freeze(torch.jit.trace(model, ex))
         for i in range(repeats + 1):  # the first run (2 steps when sampling) warms up
             t0 = time.perf_counter()
-            if figure == "forward1":
-                with torch.no_grad():
-                    run_model(torch.randn(1, 1, 28, 28), torch.tensor([500]), torch.tensor([3]))
-            else:
-                sample(run_model, n, cfg, 50 if i > 0 else 2)
+            with autocast:
+                if figure == "forward1":
+                    with torch.no_grad():
+                        run_model(torch.randn(1, 1, 28, 28), torch.tensor([500]), torch.tensor([3]))
+                else:
+                    sample(run_model, n, cfg, 50 if i > 0 else 2)
             if i > 0:
                 times.append(time.perf_counter() - t0)
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -26,6 +26,24 @@ typedef int (*backward_fn)(const md_conv_shape *s, const float *x, const float *
                            float *dw, float *db);
 static forward_fn engine_forward = md_conv2d_im2col_forward;
 static backward_fn engine_backward = md_conv2d_im2col_backward;
+/* the bf16 engine rounds x, w and dy to bfloat16 and sums in fp32: its
+ * reference is the naive convolution of the rounded inputs */
+static bool engine_rounds_bf16 = false;
+
+/* round to nearest even at 8 mantissa bits (inputs here are finite) */
+static float to_bf16(float v) {
+  uint32_t u;
+  memcpy(&u, &v, sizeof u);
+  u = (u + 0x7fff + ((u >> 16) & 1)) & 0xffff0000u;
+  memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+static float *rounded_copy(const float *p, int64_t n) {
+  float *r = malloc(n * sizeof *r);
+  for (int64_t i = 0; i < n; i++) r[i] = engine_rounds_bf16 ? to_bf16(p[i]) : p[i];
+  return r;
+}
 
 static void check_shape(int64_t n, int64_t c, int64_t h, int64_t o, int64_t k, int64_t stride, int64_t pad) {
   md_conv_shape s = conv_shape(n, c, h, h, o, k, stride, pad);
@@ -36,8 +54,10 @@ static void check_shape(int64_t n, int64_t c, int64_t h, int64_t o, int64_t k, i
   double *ry = calloc(ny, sizeof *ry), *rdx = calloc(nx, sizeof *rdx), *rdw = calloc(nw, sizeof *rdw),
          *rdb = calloc(o, sizeof *rdb);
   fill_uniform(x, nx, 1), fill_uniform(w, nw, 2), fill_uniform(b, o, 3), fill_uniform(dy, ny, 4);
-  naive_conv2d_forward(&s, x, w, b, ry);
-  naive_conv2d_backward(&s, x, w, dy, rdx, rdw, rdb);
+  float *rx = rounded_copy(x, nx), *rw = rounded_copy(w, nw), *rdy = rounded_copy(dy, ny);
+  naive_conv2d_forward(&s, rx, rw, b, ry);
+  naive_conv2d_backward(&s, rx, rw, rdy, rdx, rdw, rdb);
+  free(rx), free(rw), free(rdy);
   float *fy = naive_to_float(ry, ny), *fdx = naive_to_float(rdx, nx), *fdw = naive_to_float(rdw, nw), *fdb = naive_to_float(rdb, o);
   ck_assert_int_eq(engine_forward(&s, x, w, b, y), MD_OK);
   ck_assert_close(y, fy, ny, 1e-4, 1e-4);
@@ -69,12 +89,34 @@ END_TEST
 
 #ifdef MD_HAVE_DNNL
 static int dnnl_forward(const md_conv_shape *s, const float *x, const float *w, const float *b, float *y) {
-  return md_dnnl_conv_forward(s, true, x, w, b, y);
+  return md_dnnl_conv_forward(s, true, false, x, w, b, y);
 }
 static int dnnl_backward(const md_conv_shape *s, const float *x, const float *w, const float *dy, float *dx,
                          float *dw, float *db) {
-  return md_dnnl_conv_backward(s, true, x, w, dy, dx, dw, db, false, false);
+  return md_dnnl_conv_backward(s, true, false, x, w, dy, dx, dw, db, false, false);
 }
+static int bf16_forward(const md_conv_shape *s, const float *x, const float *w, const float *b, float *y) {
+  return md_dnnl_conv_forward(s, false, true, x, w, b, y);
+}
+static int bf16_backward(const md_conv_shape *s, const float *x, const float *w, const float *dy, float *dx,
+                         float *dw, float *db) {
+  return md_dnnl_conv_backward(s, false, true, x, w, dy, dx, dw, db, false, false);
+}
+
+/* Only where oneDNN has bf16 kernels (AVX512_BF16); elsewhere it would run
+ * its reference kernel, which md.set_precision refuses. */
+START_TEST(dnnl_bf16_matches_naive_on_rounded_inputs) {
+  md_conv_shape probe = conv_shape(1, 16, 8, 8, 16, 3, 1, 1);
+  const char *impl = md_dnnl_conv_impl(&probe, false, true);
+  if (!impl || !strstr(impl, "bf16")) return;
+  engine_forward = bf16_forward;
+  engine_backward = bf16_backward;
+  engine_rounds_bf16 = true;
+  check_unet_shapes();
+  engine_rounds_bf16 = false;
+  md_dnnl_conv_clear_cache();
+}
+END_TEST
 
 START_TEST(dnnl_matches_naive_unet_shapes) {
   engine_forward = dnnl_forward;
@@ -191,8 +233,8 @@ static void compare_engines_with(md_conv_shape s, bool winograd, bool x_blocked,
     yl = malloc(ny * 4), dyl = malloc(ny * 4);
     md_block_kernel(dy, dyl, s.n, s.o, s.ho * s.wo, false);
   }
-  ck_assert_int_eq(md_dnnl_conv_forward(&d, winograd, xl, w, bias ? b : NULL, yl), MD_OK);
-  ck_assert_int_eq(md_dnnl_conv_backward(&d, winograd, xl, w, dyl, want_dx ? dxl : NULL, want_dw ? dw[1] : NULL,
+  ck_assert_int_eq(md_dnnl_conv_forward(&d, winograd, false, xl, w, bias ? b : NULL, yl), MD_OK);
+  ck_assert_int_eq(md_dnnl_conv_backward(&d, winograd, false, xl, w, dyl, want_dx ? dxl : NULL, want_dw ? dw[1] : NULL,
                                          want_db ? db[1] : NULL, assign, assign),
                    MD_OK);
   if (y_blocked) md_unblock_kernel(yl, y[1], s.n, s.o, s.ho * s.wo, false), free(yl), free(dyl);
@@ -235,16 +277,16 @@ START_TEST(dnnl_winograd_matches_im2col) {
   md_conv_shape shapes[3] = {conv_shape(6, 32, 28, 28, 32, 3, 1, 1), conv_shape(24, 64, 14, 14, 32, 3, 1, 1),
                              conv_shape(90, 32, 7, 7, 16, 3, 1, 1)};
   for (int i = 0; i < 3; i++) {
-    const char *impl = md_dnnl_conv_impl(&shapes[i], true);
+    const char *impl = md_dnnl_conv_impl(&shapes[i], true, false);
     ck_assert_ptr_nonnull(impl);
     if (__builtin_cpu_supports("avx512f"))
       ck_assert_msg(strstr(impl, "wino") != NULL, "expected a Winograd kernel, oneDNN chose %s", impl);
-    ck_assert_ptr_null(strstr(md_dnnl_conv_impl(&shapes[i], false), "wino"));
+    ck_assert_ptr_null(strstr(md_dnnl_conv_impl(&shapes[i], false, false), "wino"));
     compare_engines_with(shapes[i], true, true, true, true, true, true, true, false);
     compare_engines_with(shapes[i], true, true, true, true, true, true, true, true);
   }
   md_conv_shape small = conv_shape(1, 32, 28, 28, 32, 3, 1, 1); /* batch 1: the direct kernel is faster */
-  ck_assert_ptr_null(strstr(md_dnnl_conv_impl(&small, true), "wino"));
+  ck_assert_ptr_null(strstr(md_dnnl_conv_impl(&small, true, false), "wino"));
 }
 END_TEST
 
@@ -268,7 +310,7 @@ START_TEST(dnnl_cache_stays_bounded_and_correct) {
       float x[2 * 302 * 3], w[36], y0[2 * 302 * 3], y1[2 * 302 * 3];
       fill_uniform(x, nx, (uint32_t)h), fill_uniform(w, 36, 5);
       ck_assert_int_eq(md_conv2d_im2col_forward(&s, x, w, NULL, y0), MD_OK);
-      ck_assert_int_eq(md_dnnl_conv_forward(&s, true, x, w, NULL, y1), MD_OK);
+      ck_assert_int_eq(md_dnnl_conv_forward(&s, true, false, x, w, NULL, y1), MD_OK);
       ck_assert_close(y1, y0, ny, 1e-5, 1e-4);
     }
   md_dnnl_conv_clear_cache();
@@ -363,6 +405,7 @@ Suite *make_suite(void) {
   tcase_add_test(tc, conv2d_gradients_match_finite_differences_dnnl);
   tcase_add_test(tc, dnnl_matches_im2col_at_unet_widths);
   tcase_add_test(tc, dnnl_winograd_matches_im2col);
+  tcase_add_test(tc, dnnl_bf16_matches_naive_on_rounded_inputs);
   tcase_add_test(tc, dnnl_partial_gradients_touch_only_what_is_asked);
   tcase_add_test(tc, dnnl_cache_stays_bounded_and_correct);
 #endif
