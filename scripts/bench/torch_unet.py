@@ -30,8 +30,16 @@ def zero(m):
     return m
 
 
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm in the weights' precision (ADM's GroupNorm32): under CPU
+    autocast PyTorch 1.13 would hand it bf16 activations with fp32 weights."""
+
+    def forward(self, x):
+        return super().forward(x.to(self.weight.dtype)).to(x.dtype)
+
+
 def norm(ch, groups=8):
-    return nn.GroupNorm(groups, ch)
+    return GroupNorm32(groups, ch)
 
 
 def timestep_embedding(t, dim, max_period=10000, dtype=torch.float32):
@@ -281,8 +289,8 @@ def main():
     times = []
     if figure == "train":
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        params = list(model.parameters())
-        ema = [p.detach().clone() for p in params]
+        weights = list(model.parameters())
+        ema = [p.detach().clone() for p in weights]
 
         def batch():
             return torch.randn(128, 1, 28, 28), torch.randint(0, 1000, (128,)), torch.randint(0, 11, (128,))
@@ -303,7 +311,7 @@ def main():
             opt.step()
             with torch.no_grad():
                 torch._foreach_mul_(ema, 0.999)
-                torch._foreach_add_(ema, [p.detach() for p in params], alpha=0.001)
+                torch._foreach_add_(ema, [p.detach() for p in weights], alpha=0.001)
             if i > 0:  # the first step warms up
                 times.append(time.perf_counter() - t0)
     elif figure in ("sample", "sample_cfg", "forward1"):
