@@ -131,6 +131,35 @@ for _, f in ipairs(figures) do
   end
 end
 
+-- The trainer itself, as a user runs it (data loader, EMA, GC, logging): 2
+-- minutes per precision, once; its images/s is the median of the log's
+-- 50-step windows after the first (which carries the start-up costs).
+local function trainer_images_per_second(precision)
+  local dir = os.tmpname()
+  os.remove(dir)
+  local cmd = ("%s/../moondust train --minutes 2 --fresh --sample-every 0 --checkpoint %s/ck.safetensors "
+    .. "--run-dir %s --precision %s >/dev/null 2>&1"):format(here, dir, dir, precision)
+  if not os.execute(cmd) then return nil end
+  local xs = {}
+  for line in io.lines(dir .. "/log.jsonl") do
+    local rec = md.core.json_decode(line)
+    if rec.images_per_second and rec.step and rec.step > 50 then xs[#xs + 1] = rec.images_per_second end
+  end
+  os.execute("rm -rf " .. dir)
+  return #xs > 0 and median(xs) or nil, #xs
+end
+local trainer = {}
+if not only or only:find("trainer", 1, true) then
+  for _, p in ipairs { "fp32", "bf16" } do
+    if p == "fp32" or bf16_ok then
+      io.stderr:write(("trainer %s, 2 minutes\n"):format(p))
+      local ok, ips = pcall(trainer_images_per_second, p)
+      trainer[p] = ok and ips or nil
+      if not ok then io.stderr:write("trainer: " .. tostring(ips) .. "\n") end
+    end
+  end
+end
+
 local function range(v, fmt) return (fmt .. " (" .. fmt .. "-" .. fmt .. ")"):format(v.median, v.lo, v.hi) end
 print()
 print(("%-31s %3s | %-22s %-22s | %-22s %-22s | %-19s %-19s %-19s | %5s %5s | %5s"):format("figure (median (range))", "mc",
@@ -143,6 +172,12 @@ for _, r in ipairs(results) do
     range(r.ratio_bf16_vs_torch_bf16, "%.2f"), r.rss.md_fp32 or 0,
     math.min(r.rss.torch_eager or math.huge, r.rss.torch_jit or math.huge), 100 * r.moondust_peak_fraction))
 end
+if trainer.fp32 then
+  local harness = results[1] and results[1].figure == "train" and results[1].values
+  print(("trainer, scripts/moondust train --minutes 2 (mc 32, batch 128): fp32 %.1f img/s, bf16 %s img/s%s"):format(
+    trainer.fp32, trainer.bf16 and ("%.1f"):format(trainer.bf16) or "-",
+    harness and ("; the harness above: %.1f / %.1f"):format(harness.md_fp32.median, harness.md_bf16.median) or ""))
+end
 print(("parameters: %s; %d rounds; PyTorch fp32 = the faster of eager and jit in each round"):format(
   tostring(results[1] and results[1].params), rounds))
 print("ratios: median over rounds of each round's PyTorch time / moondust time (higher is better), with their range")
@@ -150,6 +185,6 @@ if not bf16_ok then print("moondust bf16: not run (this CPU or build has no bf16
 md.core.mkdir_p("out")
 local f = io.open("out/bench.json", "w")
 f:write(md.core.json_encode { threads = threads, peak_gflops = peak_gflops, gemm_gflops = gemm_gflops, rounds = rounds,
-                      results = results })
+                      results = results, trainer_images_per_second = trainer })
 f:close()
 print("wrote out/bench.json")
