@@ -76,7 +76,7 @@ local submodules = {
   vae = "moondust.vae", autoencoder = "moondust.autoencoder", checkpoint = "moondust.checkpoint", progress = "moondust.progress",
   trainer = "moondust.trainer", repl = "moondust.repl", options = "moondust.options", dist = "moondust.dist",
   metrics = "moondust.metrics", runlog = "moondust.runlog", diffusion = "moondust.diffusion",
-  samplers = "moondust.samplers", edit = "moondust.edit",
+  samplers = "moondust.samplers", edit = "moondust.edit", plot = "moondust.plot",
 }
 md.submodules = submodules
 setmetatable(md, {
@@ -99,12 +99,13 @@ function md.load(...) return require("moondust.checkpoint").load(...) end
 function md.sample(...) return require("moondust.sampler").sample(...) end
 function md.profile(...) return require("moondust.profile")(...) end
 
--- md.pretrained("fashion"): a model that ships with moondust, ready for
--- md.sample (lua/moondust/assets/<name>_model.safetensors; README says how each
--- was trained).
+-- The models that ship with moondust (lua/moondust/assets/; the README says
+-- how each was trained): "fashion", the main job's U-Net, for md.sample;
+-- "noisy_classifier", its timestep-conditioned classifier, for
+-- md.guidance.classifier.
 local assets = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/assets/"
-md.pretrained_models = { fashion = "fashion_model.safetensors" }
--- md.pretrained("fashion"): the shipped model, ready for md.sample.
+md.pretrained_models = { fashion = "fashion_model.safetensors", noisy_classifier = "noisy_classifier.safetensors" }
+-- md.pretrained(name): a shipped model ("fashion" or "noisy_classifier"), loaded.
 function md.pretrained(name)
   local file = md.pretrained_models[name]
   if not file then

@@ -17,21 +17,7 @@ Run.__index = Run
 
 local mkdir_p, json_encode, json_decode = md.core.mkdir_p, md.core.json_encode, md.core.json_decode
 
--- Whether an executable gnuplot is on PATH (looked up once).
-local gnuplot_present
-local function have_gnuplot()
-  if gnuplot_present == nil then
-    gnuplot_present = false
-    for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do
-      local f = io.open(dir .. "/gnuplot", "rb")
-      if f then f:close(); gnuplot_present = true; break end
-    end
-    if not gnuplot_present then
-      io.stderr:write("runlog: gnuplot is not installed (apt-get install gnuplot-nox): writing the log without plots\n")
-    end
-  end
-  return gnuplot_present
-end
+local plot = require "moondust.plot"
 
 function runlog.open(dir, opts)
   if type(dir) ~= "string" then error("md.runlog.open: expected a folder path, got " .. type(dir), 2) end
@@ -64,8 +50,7 @@ function Run:log(rec)
   return line
 end
 
--- gnuplot's single-quoted strings double a quote.
-local function gp_quote(s) return "'" .. s:gsub("'", "''") .. "'" end
+local gp_quote = plot.quote
 
 -- The numeric metric names in the logs, sorted.
 local function metric_names(runs)
@@ -103,15 +88,15 @@ end
 local function draw(dir, runs, stem)
   local any = false
   for _, run in ipairs(runs) do any = any or #run.records > 0 end
-  if not any or not have_gnuplot() then return false end
+  if not any or not plot.available() then return false end
   local names = metric_names(runs)
   local files = {}
   for i, run in ipairs(runs) do
     files[i] = ("%s/%s_data_%d.tsv"):format(dir, stem, i)
     write_data(files[i], run.records, names)
   end
-  local lines = { "set terminal png size 900,540", "set termoption noenhanced", "set datafile separator '\\t'",
-                  "set datafile missing 'NaN'", "set grid", #runs > 1 and "set key top right" or "set key off" }
+  local lines = plot.preamble()
+  lines[#lines + 1] = #runs > 1 and "set key top right" or "set key off"
   -- one plot command: the column pair ycol against xcol for every run
   local function plot_runs(xcol, ycol, style)
     local parts = {}
@@ -137,14 +122,7 @@ local function draw(dir, runs, stem)
       lines[#lines + 1] = "unset multiplot"
     end
   end
-  local script_path = ("%s/%s.gp"):format(dir, stem)
-  local f = assert(io.open(script_path, "w"))
-  f:write(table.concat(lines, "\n"), "\n")
-  f:close()
-  local log_path = dir .. "/gnuplot.log"
-  local ok = md.core.run_program({ "gnuplot", script_path }, log_path) == 0
-  if not ok then io.stderr:write("runlog: gnuplot failed, see " .. log_path .. "\n") end
-  return ok
+  return plot.run(("%s/%s.gp"):format(dir, stem), lines)
 end
 
 -- Writes the PNGs; false (and no plots) without gnuplot or records.

@@ -41,6 +41,91 @@ T.test("scale-shift ResBlock and EncoderUNet give logits", function()
   T.eq(table.concat(out:shape(), "x"), "3x10")
 end)
 
+-- CLIP's attention pooling written out in plain Lua over the module's own
+-- parameters: mean token first, positional embedding, per-head softmax
+-- attention of the mean token over all tokens, then the output projection.
+local function naive_attention_pool(pool, x)
+  local xs, n, c = x:totable(), x:size(1), x:size(2)
+  local h, w = x:size(3), x:size(4)
+  local pe = pool.positional_embedding:totable()
+  local wq, bq = pool.qkv_proj.weight:totable(), pool.qkv_proj.bias:totable()
+  local wo, bo = pool.c_proj.weight:totable(), pool.c_proj.bias:totable()
+  local heads = pool.num_heads
+  local d = c // heads
+  local out = {}
+  for b = 1, n do
+    local tok = {} -- tok[j][ch], j = 1 the mean token
+    for j = 1, h * w + 1 do tok[j] = {} end
+    for ch = 1, c do
+      local s = 0
+      for i = 1, h do for k = 1, w do s = s + xs[b][ch][i][k] end end
+      tok[1][ch] = s / (h * w) + pe[ch][1]
+      for i = 1, h do for k = 1, w do tok[(i - 1) * w + k + 1][ch] = xs[b][ch][i][k] + pe[ch][(i - 1) * w + k + 1] end end
+    end
+    local function proj(j, row)
+      local s = bq[row]
+      for ch = 1, c do s = s + wq[row][ch][1][1] * tok[j][ch] end
+      return s
+    end
+    local pooled = {}
+    for hd = 0, heads - 1 do
+      local scores, mx = {}, -math.huge
+      for j = 1, #tok do
+        local s = 0
+        for e = 1, d do s = s + proj(1, hd * d + e) * proj(j, c + hd * d + e) end
+        scores[j] = s / math.sqrt(d)
+        mx = math.max(mx, scores[j])
+      end
+      local z = 0
+      for j = 1, #tok do scores[j] = math.exp(scores[j] - mx); z = z + scores[j] end
+      for e = 1, d do
+        local v = 0
+        for j = 1, #tok do v = v + scores[j] / z * proj(j, 2 * c + hd * d + e) end
+        pooled[hd * d + e] = v
+      end
+    end
+    out[b] = {}
+    for o = 1, #bo do
+      local s = bo[o]
+      for ch = 1, c do s = s + wo[o][ch][1][1] * pooled[ch] end
+      out[b][o] = s
+    end
+  end
+  return md.tensor(out)
+end
+
+T.test("AttentionPool2d matches a naive reference and its gradients", function()
+  md.manual_seed(3)
+  local pool = nn.AttentionPool2d(6, 4, 2, 3)
+  local x = md.randn { 2, 4, 2, 3 }
+  T.near(md.no_grad(function() return pool(x) end), naive_attention_pool(pool, x), 1e-5)
+  local wsum = md.randn { 2, 3 }
+  T.gradcheck(function(xx, pe) pool.positional_embedding = pe; return (pool(xx) * wsum):sum() end,
+    { x, pool.positional_embedding }, { eps = 1e-2, tol = 2e-2 })
+  T.errors(function() pool(md.randn { 1, 4, 3, 3 }) end, "built for 6 positions, got a 3x3 map")
+  T.errors(function() nn.AttentionPool2d(6, 5, 2, 3) end, "5 channels do not split into heads of 2")
+end)
+
+T.test("EncoderUNet with the attention pool: logits, save and load, checked options", function()
+  local cfg = { model_channels = 8, channel_mult = { 1, 2 }, num_res_blocks = 1, attention_resolutions = { 2 },
+                num_head_channels = 8, norm_groups = 4, out_channels = 3, pool = "attention", image_size = 9 }
+  md.manual_seed(4)
+  local m = nn.EncoderUNet(cfg)
+  local x, t = md.randn { 2, 1, 9, 9 }, md.tensor { 0, 700 }
+  local y = md.no_grad(function() return m(x, t) end)
+  T.eq(table.concat(y:shape(), "x"), "2x3")
+  local path = T.tempdir() .. "/clf.safetensors"
+  md.save(path, m)
+  local back = md.load(path)
+  T.near(md.no_grad(function() return back(x, t) end), y, 0)
+  T.errors(function() m(md.randn { 1, 1, 8, 8 }, md.tensor { 0 }) end, "built for 25 positions")
+  cfg.image_size = nil
+  T.errors(function() nn.EncoderUNet(cfg) end, "pool = 'attention' needs image_size")
+  cfg.image_size, cfg.pool = 9, "atention"
+  T.errors(function() nn.EncoderUNet(cfg) end, "attention")
+  T.errors(function() nn.UNet { pool = "attention" } end, "pool is an option of EncoderUNet")
+end)
+
 T.test("state_dict round trip and strict errors", function()
   md.manual_seed(1)
   local a = nn.Sequential(nn.Linear(4, 8), nn.SiLU(), nn.Linear(8, 2))

@@ -14,7 +14,7 @@ T.test("md.pretrained('fashion') samples sneakers that the metric network calls 
   T.eq(table.concat(x:shape(), "x"), "10x1x28x28")
   local score = md.metrics.score(x, 7, { kid_subsets = 2 })
   T.truthy(score.class_accuracy >= 0.8, ("%.0f%% of 10 classified as sneakers"):format(100 * score.class_accuracy))
-  T.errors(function() md.pretrained("fasion") end, "no model 'fasion' (there is: fashion)")
+  T.errors(function() md.pretrained("fasion") end, "no model 'fasion' (there is: fashion, noisy_classifier)")
 end)
 
 T.finish()

@@ -44,5 +44,28 @@ T.test("runlog plots loss and metrics with gnuplot when it is installed", functi
   end
 end)
 
+T.test("md.plot.figure draws panels of lines, and checks what it is given", function()
+  local png = dir .. "/sweep.png"
+  local drew = md.plot.figure(png, {
+    { xlabel = "scale", ylabel = "accuracy", series = { { label = "a", x = { 0, 1, 3 }, y = { 0.1, 0.5, 0.9 } },
+                                                       { label = "b", x = { 0, 1 }, y = { 0.2, 0 / 0 } } } },
+    { xlabel = "t", ylabel = "FID", logy = true, series = { { x = { 0, 500 }, y = { 10, 20 } } } },
+  }, { columns = 2 })
+  local have = os.execute("command -v gnuplot >/dev/null 2>&1") == true
+  T.eq(drew, have)
+  if have then
+    local f = assert(io.open(png, "rb"))
+    T.eq(f:read(8), "\137PNG\r\n\26\n")
+    f:close()
+    local tsv = T.read_file(dir .. "/sweep_1_2.tsv")
+    T.eq(tsv, "0\t0.2\n1\tNaN\n", "a NaN point is written as gnuplot's missing value")
+  end
+  T.errors(function() md.plot.figure(dir .. "/x.svg", { {} }) end, "expected a .png path")
+  T.errors(function() md.plot.figure(png, { { series = { { x = { 1, 2 }, y = { 1 } } } } }) end,
+    "panel 1 series 1 needs x and y lists of one length")
+  T.errors(function() md.plot.figure(png, { { xlable = "t", series = { { x = { 1 }, y = { 1 } } } } }) end, "xlabel")
+  T.errors(function() md.plot.figure(png, { { series = {} } }) end, "panel 1 has no series")
+end)
+
 os.execute("rm -rf '" .. dir:gsub("'", "'\\''") .. "'")
 T.finish()

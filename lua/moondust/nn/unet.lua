@@ -133,7 +133,7 @@ U.defaults = defaults
 local config_types = {
   in_channels = "number", out_channels = "number", model_channels = "number", channel_mult = "table",
   num_res_blocks = "number", attention_resolutions = "table", num_head_channels = "number", num_classes = true,
-  dropout = "number", use_scale_shift_norm = "boolean", norm_groups = "number", image_size = true,
+  dropout = "number", use_scale_shift_norm = "boolean", norm_groups = "number", image_size = true, pool = "string",
 }
 
 -- Caps far above any model of this toolkit, so that a config (a user's, or
@@ -187,6 +187,8 @@ function U.config(where, cfg, overrides, skips)
   size(where, "norm_groups", c.norm_groups, 1, MAX_CHANNELS, 2)
   if c.num_classes ~= false then size(where, "num_classes", c.num_classes, 1, MAX_CLASSES, 2) end
   options.number(where, "dropout", c.dropout, 0, 1, 2)
+  if skips and c.pool ~= nil then error(where .. ": pool is an option of EncoderUNet (the classifier's head)", 3) end
+  if c.pool ~= nil then options.choice(where, "pool", c.pool, U.POOLS, 2) end
   if #c.channel_mult < 1 or #c.channel_mult > MAX_LEVELS then
     error(("%s: channel_mult must list 1 to %d levels, got %d"):format(where, MAX_LEVELS, #c.channel_mult), 3)
   end
@@ -299,6 +301,7 @@ function U.expected_shapes(c, with_decoder)
     end
   end
   if with_decoder then out["out.2.weight"] = { c.out_channels, p.out, 3, 3 }
+  elseif c.pool == "attention" then out["out.2.c_proj.weight"] = { c.out_channels, p.middle, 1, 1 }
   else out["out.3.weight"] = { c.out_channels, p.middle } end
   return out
 end
@@ -391,19 +394,73 @@ end
 U.GlobalAvgPool = Module:extend("GlobalAvgPool")
 function U.GlobalAvgPool:forward(x) return md.adaptive_avg_pool2d_1(x) end
 
-U.encoder_defaults = { num_classes = false, out_channels = 10 }
+-- AttentionPool2d(positions, channels, num_head_channels, out_channels):
+-- CLIP's attention pooling, as guided-diffusion's classifiers use it. The
+-- mean of the positions joins them as one more token, every token gets a
+-- learned positional embedding, one multi-head self-attention layer mixes
+-- them, and the mean token's output, projected to out_channels, is the
+-- result: [N, C, H, W] (H * W = positions) -> [N, out_channels].
+U.AttentionPool2d = Module:extend("AttentionPool2d")
+function U.AttentionPool2d:init(positions, channels, num_head_channels, out_channels)
+  for name, v in pairs { positions = positions, channels = channels, num_head_channels = num_head_channels,
+                         out_channels = out_channels } do
+    options.size("AttentionPool2d", name, v)
+  end
+  if channels % num_head_channels ~= 0 then
+    error(("AttentionPool2d: %d channels do not split into heads of %d"):format(channels, num_head_channels), 3)
+  end
+  self.positions, self.num_heads = positions, channels // num_head_channels
+  self:add_parameter("positional_embedding", md.randn { channels, positions + 1 } / math.sqrt(channels))
+  self:add_module("qkv_proj", L.Conv2d(channels, 3 * channels, 1))
+  self:add_module("c_proj", L.Conv2d(channels, out_channels, 1))
+end
+local FIRST_TOKEN = md.tensor { 0 }
+function U.AttentionPool2d:forward(x)
+  local n, c = x:size(1), x:size(2)
+  local l = x:size(3) * x:size(4)
+  if l ~= self.positions then
+    error(("AttentionPool2d: built for %d positions, got a %dx%d map (%d); the encoder's image_size must match the "
+      .. "images"):format(self.positions, x:size(3), x:size(4), l), 3)
+  end
+  -- tokens as [N, C, L + 1, 1], so that the 1x1 convolutions and md.attention apply
+  local flat = x:reshape(n, c, l, 1)
+  local tokens = md.cat({ flat:mean(3, true), flat }, 3) + self.positional_embedding:reshape(1, c, l + 1, 1)
+  local h = md.attention(self.qkv_proj(tokens), self.num_heads)
+  -- the 1x1 projection acts per token: project only the one that is kept
+  return self.c_proj(md.index_select(h, 3, FIRST_TOKEN)):reshape(n, -1)
+end
+
+U.encoder_defaults = { num_classes = false, out_channels = 10, pool = "adaptive" }
+U.POOLS = { "adaptive", "attention" }
+
+-- The feature map size the pool sees: image_size over the downsamplings.
+local function pool_positions(c)
+  local s = c.image_size
+  if s == nil then error("EncoderUNet: pool = 'attention' needs image_size (a number or {H, W})", 4) end
+  if type(s) == "number" then s = { s, s } end
+  local f = 1 << (#c.channel_mult - 1)
+  local h, w = (s[1] + f - 1) // f, (s[2] + f - 1) // f -- stride-2 3x3 convolutions with padding 1 round up
+  return h * w
+end
 
 -- The encoder half with the middle block, pooled to out_channels logits:
--- guided-diffusion's EncoderUNetModel (pool="adaptive"), for classifiers of
--- noisy images. forward(x, t). Not class-conditional unless num_classes is
--- given; out_channels defaults to 10.
+-- guided-diffusion's EncoderUNetModel, for classifiers of noisy images.
+-- pool = "adaptive" (the mean over positions, then a linear layer) or
+-- "attention" (AttentionPool2d; needs image_size). forward(x, t). Not
+-- class-conditional unless num_classes is given; out_channels defaults to 10.
 U.EncoderUNet = Module:extend("EncoderUNet")
 function U.EncoderUNet:init(cfg)
   local c = U.config("EncoderUNet", cfg, U.encoder_defaults, false)
   self.config = c
   local p = build_encoder(self, c, false)
-  self:add_module("out", L.Sequential(L.GroupNorm(c.norm_groups, p.middle), L.SiLU(), U.GlobalAvgPool(),
-    zeros_like_module(L.Linear(p.middle, c.out_channels))))
+  local head
+  if c.pool == "attention" then
+    head = U.AttentionPool2d(pool_positions(c), p.middle, c.num_head_channels, c.out_channels)
+  else
+    head = U.GlobalAvgPool()
+  end
+  self:add_module("out", L.Sequential(L.GroupNorm(c.norm_groups, p.middle), L.SiLU(), head))
+  if c.pool == "adaptive" then self.out:append(zeros_like_module(L.Linear(p.middle, c.out_channels))) end
 end
 
 function U.EncoderUNet:forward(x, t, y)
