@@ -3,7 +3,7 @@
 -- embedding and an attention-pooling head, trained with cross-entropy on
 -- mirrored images noised by q_sample at t uniform in 0..T-1; AdamW, warm-up
 -- and a cosine decay that ends at the time budget; the EMA weights are kept.
--- Prints test accuracy at t = 0, 250, 500, 750, 999 and plots it against t.
+-- Prints test accuracy at t = 0, 50, ..., 950, 999 and plots it against t.
 --   scripts/md-lua examples/train_noisy_classifier.lua [minutes = 5] [out] [run dir = out/noisy_classifier]
 local md = require "moondust"
 
@@ -47,7 +47,7 @@ while md.progress.now() - start < 60 * minutes do
   ema:update(model)
   step = step + 1
   bar:update(step, { loss = loss:item(), images = x0:size(1) })
-  if step % 100 == 0 then run:log { step = step, wall_seconds = md.progress.now() - start, loss = loss:item(), lr = opt.lr } end
+  if step % 100 == 0 then run:log { step = step, loss = loss:item(), lr = opt.lr } end
 end
 bar:finish()
 run:plot()

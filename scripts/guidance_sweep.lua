@@ -1,11 +1,12 @@
 -- Classifier guidance against its scale, as in ADM's figures: the shipped
 -- model sampled unconditionally ("no class" input) and conditionally, each
 -- steered by the shipped noisy classifier, and classifier-free guidance for
--- comparison at matched class accuracy. Every point is 1,000 samples (one
--- per requested class in turn) scored by md.metrics against Fashion-MNIST's
+-- comparison at matched class accuracy. Every point is n samples (default
+-- 1,000; classes requested in turn) scored by md.metrics against Fashion-MNIST's
 -- test split. A markdown row per point as it is done, appended to OUT (JSON
 -- lines); points already in OUT are skipped, so a stopped sweep resumes.
 --   scripts/md-lua scripts/guidance_sweep.lua [n = 1000] [out = out/guidance_sweep.jsonl] [points] [steps = 25]
+--     [classifier = the shipped one, or a checkpoint of examples/train_noisy_classifier.lua]
 --     points: "mode:scale[:sampler],..." with mode uncond (classifier guidance of the unconditional
 --     model), cond (conditional model + classifier guidance) or cfg (classifier-free guidance, scale w);
 --     sampler ddim unless given (ddpm, dpmpp_2m, ...: any that applies the score shift)
@@ -42,31 +43,37 @@ if arg[1] == "--plot" then
       local ps = by_mode[mode]
       table.sort(ps, function(a, b) return a.scale < b.scale end)
       local xs, ys = {}, {}
-      for i, p in ipairs(ps) do xs[i], ys[i] = p.scale, p[fig[1]] end
+      for _, p in ipairs(ps) do
+        if type(p[fig[1]]) == "number" then xs[#xs + 1], ys[#ys + 1] = p.scale, p[fig[1]] end
+      end
       local m, sampler = mode:match("^(%a+):?(.*)$")
       series[#series + 1] = { label = LABELS[m] .. (sampler ~= "" and ", " .. sampler or ""), x = xs, y = ys }
     end
-    panels[#panels + 1] = { xlabel = "guidance scale", ylabel = fig[2], series = series }
+    panels[#panels + 1] = { xlabel = "guidance scale", ylabel = fig[2], series = series,
+                            key = #panels == 0 and "bottom right" or false }
   end
-  if not md.plot.figure(png, panels, { columns = 2 }) then os.exit(1) end
+  if not md.plot.figure(png, panels, { columns = 2, width = 1100, height = 800 }) then os.exit(1) end
   print("wrote " .. png)
   os.exit(0)
 end
 
 local n = tonumber(arg[1]) or 1000
 local out = arg[2] or "out/guidance_sweep.jsonl"
+-- (conditional + classifier at scale 0 is cfg at w = 1: the plain conditional model)
 local points = arg[3] or "uncond:0,uncond:0.5,uncond:1,uncond:2,uncond:3,uncond:5,uncond:10,"
-  .. "cond:0,cond:1,cond:3,cond:10,cfg:1.5,cfg:2,cfg:3"
+  .. "cfg:1,cond:1,cond:3,cond:10,cfg:2,cfg:3"
 local steps = tonumber(arg[4]) or 25
 
 local model = md.pretrained("fashion")
-local classifier = md.pretrained("noisy_classifier")
+local classifier_path = arg[5] or "noisy_classifier (shipped)"
+local classifier = arg[5] and md.load(arg[5]) or md.pretrained("noisy_classifier")
+local function key_of(mode, scale, sampler) return ("%s:%g:%s"):format(mode, scale, sampler) end
 local labels = {}
 for i = 1, n do labels[i] = (i - 1) % model.config.num_classes end
 
 local done = {}
 for _, p in ipairs(read_points(out)) do
-  if p.n == n and p.steps == steps then done[p.mode .. ":" .. p.scale .. ":" .. p.sampler] = p end
+  if p.n == n and p.steps == steps and p.classifier == classifier_path then done[key_of(p.mode, p.scale, p.sampler)] = p end
 end
 md.core.mkdir_p(out:match("^(.*)/[^/]*$") or ".")
 print(("%d samples per point, %d steps, the shipped model and noisy classifier; scored against the test split"):format(
@@ -84,7 +91,7 @@ for point in points:gmatch("[^,]+") do
     error(("bad point '%s' (mode:scale[:sampler], mode uncond, cond or cfg)"):format(point))
   end
   scale, sampler = tonumber(scale), sampler ~= "" and sampler or "ddim"
-  local key = mode .. ":" .. scale .. ":" .. sampler
+  local key = key_of(mode, scale, sampler)
   if done[key] then
     row(done[key])
   else
@@ -99,7 +106,7 @@ for point in points:gmatch("[^,]+") do
     local x, info = md.sample(model, opts)
     local seconds = md.time() - t0
     local m = md.metrics.score(x, labels)
-    local p = { mode = mode, scale = scale, sampler = sampler, n = n, steps = steps, nfe = info.nfe, seconds = seconds, fid = m.fid,
+    local p = { mode = mode, scale = scale, sampler = sampler, classifier = classifier_path, n = n, steps = steps, nfe = info.nfe, seconds = seconds, fid = m.fid,
                 kid = m.kid, kid_se = m.kid_se, precision = m.precision, recall = m.recall,
                 class_accuracy = m.class_accuracy }
     row(p)

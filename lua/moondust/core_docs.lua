@@ -69,7 +69,7 @@ return {
   -- network layers and losses
   conv2d = "md.conv2d(x, w [, bias [, stride = 1 [, padding = 0]]]): 2-D convolution of [N, C, H, W] by [O, C, k, k]",
   group_norm = "md.group_norm(x, groups [, weight [, bias [, eps = 1e-5 [, \"silu\" [, shift]]]]]): GroupNorm,\noptionally fused with SiLU and a per-channel shift",
-  attention = "md.attention(qkv, heads): multi-head self-attention over [N, 3C, L] (q, k, v stacked) -> [N, C, L]",
+  attention = "md.attention(qkv, heads): multi-head self-attention over the H*W positions of [N, 3C, H, W] (q, k, v: C channels each, head h their channels h*d .. h*d+d-1) -> [N, C, H, W]",
   avg_pool2d = "md.avg_pool2d(x, k [, stride = k]): average pooling",
   upsample_nearest = "md.upsample_nearest(x [, scale = 2]): nearest-neighbour upsampling",
   embedding = "md.embedding(idx, weight): the rows idx (0-based) of weight",

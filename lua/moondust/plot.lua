@@ -49,12 +49,13 @@ function plot.run(script_path, lines)
 end
 
 local panel_names = { xlabel = "string", ylabel = "string", series = "table", logx = "boolean", logy = "boolean",
-                      title = "string" }
+                      title = "string", key = true }
 
 -- md.plot.figure(png_path, panels, {columns =, width =, height =}): one
 -- PNG of panels side by side, each {xlabel =, ylabel =, title =, logx =,
--- logy =, series = {{label =, x = {...}, y = {...}}, ...}} drawn as lines
--- with points. The data and the script stay beside the PNG (.tsv, .gp).
+-- logy =, key =, series = {{label =, x = {...}, y = {...}}, ...}} drawn as
+-- lines with points; key is where the legend goes (gnuplot's words, default
+-- "top left" when there are several series) or false for none. The data and the script stay beside the PNG (.tsv, .gp).
 -- -> false without gnuplot.
 function plot.figure(png_path, panels, opts)
   if type(png_path) ~= "string" or not png_path:match("%.png$") then
@@ -62,19 +63,32 @@ function plot.figure(png_path, panels, opts)
   end
   if type(panels) ~= "table" or #panels == 0 then error("plot.figure: expected a list of panels", 2) end
   opts = options.check("plot.figure", opts, { columns = "number", width = "number", height = "number" })
+  options.integer("plot.figure", "columns", opts.columns, 1, 16)
+  options.integer("plot.figure", "width", opts.width, 64, 10000)
+  options.integer("plot.figure", "height", opts.height, 64, 10000)
   local stem = png_path:gsub("%.png$", "")
   for p, panel in ipairs(panels) do
     options.check("plot.figure panel " .. p, panel, panel_names)
     if type(panel.series) ~= "table" or #panel.series == 0 then
       error(("plot.figure: panel %d has no series"):format(p), 2)
     end
+    if panel.key ~= nil and panel.key ~= false and (type(panel.key) ~= "string" or not panel.key:match("^[%a ]+$")) then
+      error(("plot.figure: panel %d key must be a position like \"bottom right\", or false"):format(p), 2)
+    end
     for s, ser in ipairs(panel.series) do
+      options.check(("plot.figure panel %d series %d"):format(p, s), ser, { label = "string", x = "table", y = "table" })
       if type(ser.x) ~= "table" or type(ser.y) ~= "table" or #ser.x ~= #ser.y or #ser.x == 0 then
         error(("plot.figure: panel %d series %d needs x and y lists of one length"):format(p, s), 2)
+      end
+      for i, v in ipairs(ser.x) do
+        if type(v) ~= "number" or v ~= v or math.abs(v) == math.huge then
+          error(("plot.figure: panel %d series %d: x[%d] is not a finite number"):format(p, s, i), 2)
+        end
       end
     end
   end
   if not plot.available() then return false end
+  md.core.mkdir_p(png_path:match("^(.*)/[^/]*$") or ".")
   local columns = math.min(opts.columns or #panels, #panels)
   local lines = plot.preamble(opts.width or 420 * columns, opts.height or 360 * math.ceil(#panels / columns))
   lines[#lines + 1] = "set output " .. plot.quote(png_path)
@@ -96,7 +110,9 @@ function plot.figure(png_path, panels, opts)
       plot.quote(panel.ylabel or ""), plot.quote(panel.title or ""))
     lines[#lines + 1] = (panel.logx and "set logscale x" or "unset logscale x") .. "; "
       .. (panel.logy and "set logscale y" or "unset logscale y")
-    lines[#lines + 1] = #panel.series > 1 and "set key top left" or "set key off"
+    local key = panel.key
+    if key == nil then key = #panel.series > 1 and "top left" or false end
+    lines[#lines + 1] = key and ("set key %s"):format(key) or "set key off"
     lines[#lines + 1] = "plot " .. table.concat(parts, ", ")
   end
   lines[#lines + 1] = "unset multiplot"

@@ -122,7 +122,7 @@ T.test("EncoderUNet with the attention pool: logits, save and load, checked opti
   cfg.image_size = nil
   T.errors(function() nn.EncoderUNet(cfg) end, "pool = 'attention' needs image_size")
   cfg.image_size, cfg.pool = 9, "atention"
-  T.errors(function() nn.EncoderUNet(cfg) end, "attention")
+  T.errors(function() nn.EncoderUNet(cfg) end, "did you mean 'attention'")
   T.errors(function() nn.UNet { pool = "attention" } end, "pool is an option of EncoderUNet")
 end)
 

@@ -17,4 +17,30 @@ T.test("md.pretrained('fashion') samples sneakers that the metric network calls 
   T.errors(function() md.pretrained("fasion") end, "no model 'fasion' (there is: fashion, noisy_classifier)")
 end)
 
+T.test("md.pretrained('noisy_classifier') reads noisy test images and steers the model towards a class", function()
+  local clf = md.pretrained("noisy_classifier")
+  T.eq(clf.config.pool, "attention")
+  local test = md.data.fashion_mnist { split = "test", limit = 500 }
+  local sched = md.schedule.linear {}
+  local function accuracy(t)
+    local tt = md.full({ test.n }, t)
+    local xt = md.q_sample(test.images, tt, md.Generator(t):randn(test.images:shape()), sched.alphas_cumprod)
+    return md.no_grad(function() return clf(xt, tt):argmax(2):eq(test.labels):mean():item() end)
+  end
+  local clean, mid = accuracy(0), accuracy(500)
+  T.truthy(clean >= CLEAN_MIN, ("%.1f%% of clean test images classified right"):format(100 * clean))
+  T.truthy(mid >= MID_MIN, ("%.1f%% right at t = 500"):format(100 * mid))
+  -- the unconditional model, 20 images asking for classes 0..9 twice, DDIM-10
+  local m, wanted = md.pretrained("fashion"), {}
+  for i = 1, 20 do wanted[i] = (i - 1) % 10 end
+  local function guided_accuracy(scale)
+    local x = md.sample(m, { n = 20, class = wanted, unconditional = true, steps = 10, seed = 1, progress = false,
+                             cond_fn = md.guidance.classifier(clf, scale) })
+    return md.metrics.score(x, wanted, { kid_subsets = 2 }).class_accuracy
+  end
+  local unguided, guided = guided_accuracy(0), guided_accuracy(GUIDE_SCALE)
+  T.truthy(guided >= GUIDED_MIN and guided > unguided + 0.3,
+    ("guided %.0f%% against unguided %.0f%% labelled as requested"):format(100 * guided, 100 * unguided))
+end)
+
 T.finish()

@@ -65,6 +65,9 @@ T.test("md.plot.figure draws panels of lines, and checks what it is given", func
     "panel 1 series 1 needs x and y lists of one length")
   T.errors(function() md.plot.figure(png, { { xlable = "t", series = { { x = { 1 }, y = { 1 } } } } }) end, "xlabel")
   T.errors(function() md.plot.figure(png, { { series = {} } }) end, "panel 1 has no series")
+  T.errors(function() md.plot.figure(png, { { key = 3, series = { { x = { 1 }, y = { 1 } } } } }) end, "key must be a position")
+  T.errors(function() md.plot.figure(png, { { series = { { lable = "a", x = { 1 }, y = { 1 } } } } }) end, "did you mean 'label'")
+  T.errors(function() md.plot.figure(png, { { series = { { x = { 0 / 0 }, y = { 1 } } } } }) end, "x[1] is not a finite number")
 end)
 
 os.execute("rm -rf '" .. dir:gsub("'", "'\\''") .. "'")

@@ -128,6 +128,15 @@ local defaults = {
 }
 U.defaults = defaults
 
+-- The feature map size the pool sees: image_size over the downsamplings.
+local function pool_positions(c)
+  local s = c.image_size
+  if type(s) == "number" then s = { s, s } end
+  local f = 1 << (#c.channel_mult - 1)
+  local h, w = (s[1] + f - 1) // f, (s[2] + f - 1) // f -- stride-2 3x3 convolutions with padding 1 round up
+  return h * w
+end
+
 -- Every config name and its type. num_classes: a number, or nil / false
 -- for an unconditional model; image_size: a number or {H, W}, optional.
 local config_types = {
@@ -189,6 +198,9 @@ function U.config(where, cfg, overrides, skips)
   options.number(where, "dropout", c.dropout, 0, 1, 2)
   if skips and c.pool ~= nil then error(where .. ": pool is an option of EncoderUNet (the classifier's head)", 3) end
   if c.pool ~= nil then options.choice(where, "pool", c.pool, U.POOLS, 2) end
+  if c.pool == "attention" and c.image_size == nil then
+    error(where .. ": pool = 'attention' needs image_size (a number or {H, W}): its positional embedding has one row per position", 3)
+  end
   if #c.channel_mult < 1 or #c.channel_mult > MAX_LEVELS then
     error(("%s: channel_mult must list 1 to %d levels, got %d"):format(where, MAX_LEVELS, #c.channel_mult), 3)
   end
@@ -301,7 +313,9 @@ function U.expected_shapes(c, with_decoder)
     end
   end
   if with_decoder then out["out.2.weight"] = { c.out_channels, p.out, 3, 3 }
-  elseif c.pool == "attention" then out["out.2.c_proj.weight"] = { c.out_channels, p.middle, 1, 1 }
+  elseif c.pool == "attention" then
+    out["out.2.c_proj.weight"] = { c.out_channels, p.middle, 1, 1 }
+    out["out.2.positional_embedding"] = { p.middle, pool_positions(c) + 1 }
   else out["out.3.weight"] = { c.out_channels, p.middle } end
   return out
 end
@@ -402,10 +416,10 @@ function U.GlobalAvgPool:forward(x) return md.adaptive_avg_pool2d_1(x) end
 -- result: [N, C, H, W] (H * W = positions) -> [N, out_channels].
 U.AttentionPool2d = Module:extend("AttentionPool2d")
 function U.AttentionPool2d:init(positions, channels, num_head_channels, out_channels)
-  for name, v in pairs { positions = positions, channels = channels, num_head_channels = num_head_channels,
-                         out_channels = out_channels } do
-    options.size("AttentionPool2d", name, v)
-  end
+  options.size("AttentionPool2d", "positions", positions)
+  options.size("AttentionPool2d", "channels", channels)
+  options.size("AttentionPool2d", "num_head_channels", num_head_channels)
+  options.size("AttentionPool2d", "out_channels", out_channels)
   if channels % num_head_channels ~= 0 then
     error(("AttentionPool2d: %d channels do not split into heads of %d"):format(channels, num_head_channels), 3)
   end
@@ -433,15 +447,6 @@ end
 U.encoder_defaults = { num_classes = false, out_channels = 10, pool = "adaptive" }
 U.POOLS = { "adaptive", "attention" }
 
--- The feature map size the pool sees: image_size over the downsamplings.
-local function pool_positions(c)
-  local s = c.image_size
-  if s == nil then error("EncoderUNet: pool = 'attention' needs image_size (a number or {H, W})", 4) end
-  if type(s) == "number" then s = { s, s } end
-  local f = 1 << (#c.channel_mult - 1)
-  local h, w = (s[1] + f - 1) // f, (s[2] + f - 1) // f -- stride-2 3x3 convolutions with padding 1 round up
-  return h * w
-end
 
 -- The encoder half with the middle block, pooled to out_channels logits:
 -- guided-diffusion's EncoderUNetModel, for classifiers of noisy images.
