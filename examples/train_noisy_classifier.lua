@@ -73,7 +73,7 @@ end
 print("| t | " .. table.concat(ts, " | ") .. " |")
 print("| test accuracy | " .. table.concat(row, " | ") .. " |")
 md.plot.figure(run_dir .. "/accuracy_t.png", { { xlabel = "t", ylabel = "test accuracy", title = "noisy classifier",
-  series = { { label = "EMA weights", x = ts, y = accs } } } })
+  series = { { label = "EMA weights", x = ts, y = accs } } } }, { width = 640, height = 400 })
 md.core.mkdir_p(out:match("^(.*)/[^/]*$") or ".")
 md.save(out, { model = model }, { model = "encoder_unet", config = model.config, steps = step,
                                   test_accuracy = { t = ts, accuracy = accs } })

@@ -1,6 +1,7 @@
--- The model that ships with moondust (lua/moondust/assets/fashion_model.safetensors,
--- written by scripts/export_pretrained.lua from the main job's checkpoint):
--- md.pretrained loads it through md.load, and its samples are what they say.
+-- The models that ship with moondust: lua/moondust/assets/fashion_model.safetensors
+-- (written by scripts/export_pretrained.lua from the main job's checkpoint) and
+-- noisy_classifier.safetensors (examples/train_noisy_classifier.lua). md.pretrained
+-- loads them through md.load, and they do what they say.
 local T = require "harness"
 local md = require "moondust"
 
@@ -28,8 +29,8 @@ T.test("md.pretrained('noisy_classifier') reads noisy test images and steers the
     return md.no_grad(function() return clf(xt, tt):argmax(2):eq(test.labels):mean():item() end)
   end
   local clean, mid = accuracy(0), accuracy(500)
-  T.truthy(clean >= CLEAN_MIN, ("%.1f%% of clean test images classified right"):format(100 * clean))
-  T.truthy(mid >= MID_MIN, ("%.1f%% right at t = 500"):format(100 * mid))
+  T.truthy(clean >= 0.84, ("%.1f%% of clean test images classified right"):format(100 * clean))
+  T.truthy(mid >= 0.55, ("%.1f%% right at t = 500"):format(100 * mid))
   -- the unconditional model, 20 images asking for classes 0..9 twice, DDIM-10
   local m, wanted = md.pretrained("fashion"), {}
   for i = 1, 20 do wanted[i] = (i - 1) % 10 end
@@ -38,8 +39,8 @@ T.test("md.pretrained('noisy_classifier') reads noisy test images and steers the
                              cond_fn = md.guidance.classifier(clf, scale) })
     return md.metrics.score(x, wanted, { kid_subsets = 2 }).class_accuracy
   end
-  local unguided, guided = guided_accuracy(0), guided_accuracy(GUIDE_SCALE)
-  T.truthy(guided >= GUIDED_MIN and guided > unguided + 0.3,
+  local unguided, guided = guided_accuracy(0), guided_accuracy(10)
+  T.truthy(guided >= 0.6 and guided > unguided + 0.3,
     ("guided %.0f%% against unguided %.0f%% labelled as requested"):format(100 * guided, 100 * unguided))
 end)
 
