@@ -8,7 +8,8 @@
 --     [classifier = the shipped one, or a checkpoint of examples/train_noisy_classifier.lua]
 local md = require "moondust"
 
-local n = tonumber(arg and arg[1]) or 200
+local n = math.tointeger(tonumber(arg and arg[1] or 200))
+assert(n and n >= 1, "n must be a whole number >= 1, got " .. tostring(arg and arg[1]))
 local scales = {}
 for s in ((arg and arg[2]) or "0,1,3,10"):gmatch("[^,]+") do scales[#scales + 1] = assert(tonumber(s), "bad scale " .. s) end
 local mode = arg and arg[3] or "unconditional"

@@ -57,12 +57,19 @@ if arg[1] == "--plot" then
   os.exit(0)
 end
 
-local n = tonumber(arg[1]) or 1000
+-- a positional number: its default when absent, an error when it is not a whole number >= 1
+local function count_arg(i, name, default)
+  if arg[i] == nil then return default end
+  local v = math.tointeger(tonumber(arg[i]))
+  if not v or v < 1 then error(("guidance_sweep: %s must be a whole number >= 1, got '%s'"):format(name, arg[i]), 0) end
+  return v
+end
+local n = count_arg(1, "n", 1000)
 local out = arg[2] or "out/guidance_sweep.jsonl"
 -- (conditional + classifier at scale 0 is cfg at w = 1: the plain conditional model)
 local points = arg[3] or "uncond:0,uncond:0.5,uncond:1,uncond:2,uncond:3,uncond:5,uncond:10,"
   .. "cfg:1,cond:1,cond:3,cond:10,cfg:2,cfg:3"
-local steps = tonumber(arg[4]) or 25
+local steps = count_arg(4, "steps", 25)
 
 local model = md.pretrained("fashion")
 local classifier_path = arg[5] or "noisy_classifier (shipped)"
