@@ -92,6 +92,10 @@ cli.flags.train = with_data_flags {
   { "channels", "integer", nil, "model_channels of the U-Net", min = 1, default_text = "32; 64 with --latent" },
   { "batch-size", "integer", 128, "images per step", min = 1 },
   { "lr", "number", 5e-4, "AdamW learning rate", positive = true, max = 1e3 },
+  { "lr-decay", "string", "constant", "learning-rate decay to 0 over the budget (--steps or --minutes)",
+    choices = { "constant", "cosine", "linear" } },
+  { "warmup", "integer", 200, "steps of linear learning-rate warm-up", min = 0 },
+  { "ema-decay", "number", 0.999, "decay of the weights' exponential moving average (sampled from)", min = 0, max = 1 },
   { "dropout", "number", 0, "dropout in the ResBlocks (short runs do not overfit)", min = 0, max = 1 },
   { "schedule", "string", "linear", "noise schedule", choices = { "linear", "cosine", "scaled_linear" } },
   { "sample-every", "integer", 1000, "write <run-dir>/samples_<step>.png every N steps (0 = never)", min = 0 },
@@ -360,6 +364,7 @@ function cli.train(o)
   local r = md.trainer.train {
     model = model, data = data, minutes = o.minutes or (not o.steps and 10 or nil), steps = o.steps,
     checkpoint = checkpoint, resume = not o.fresh, batch_size = o.batch_size, lr = o.lr, diffusion = diffusion,
+    lr_decay = o.lr_decay, warmup = o.warmup, ema_decay = o.ema_decay,
     sample_every = o.sample_every, seed = o.seed, samples_dir = o.run_dir, run_dir = o.run_dir,
     eval_every = o.eval_every, eval_minutes = o.eval_minutes, eval_n = o.eval_n, eval_steps = o.eval_steps,
     autoencoder = ae or nil,

@@ -140,18 +140,53 @@ function optim.clip_grad_norm(params, max_norm)
   return norm
 end
 
+-- The decay shapes of lr_schedule, over the share p of the budget spent.
+local decays = {
+  constant = function() return 1 end,
+  linear = function(p) return 1 - p end,
+  cosine = function(p) return 0.5 * (1 + math.cos(math.pi * p)) end,
+}
+
+-- The learning rate over a run: opt.lr as it is now, times a linear warm-up
+-- over `warmup` optimizer steps, times a decay from 1 to `final` (a share
+-- of that lr) as the run's progress goes from 0 to 1.
+--   sched = lr_schedule(opt, {warmup = 0, decay = "constant" | "cosine" | "linear", final = 0})
+--   sched:set_progress(p) before opt:step() (the share of the budget spent,
+--   in steps or minutes: md.trainer sets it), sched:step() after it.
+-- Cosine is SGDR's half cosine without restarts (diffusers' cosine schedule),
+-- linear is torch's LinearLR to `final`.
+function optim.lr_schedule(opt, opts)
+  opts = options.check("lr_schedule", opts, { warmup = "number", decay = "string", final = "number" })
+  options.integer("lr_schedule", "warmup", opts.warmup, 0)
+  options.choice("lr_schedule", "decay", opts.decay, { "constant", "cosine", "linear" })
+  options.number("lr_schedule", "final", opts.final, 0, 1)
+  local base, warm, final = opt.lr, opts.warmup or 0, opts.final or 0
+  local shape = decays[opts.decay or "constant"]
+  local n, p = 0, 0
+  local sched = {}
+  local function apply()
+    local ramp = warm > 0 and math.min(1, (n + 1) / warm) or 1
+    opt.lr = base * ramp * (final + (1 - final) * shape(p))
+  end
+  function sched:step() n = n + 1; apply() end
+  function sched:set_progress(q)
+    if type(q) ~= "number" or q ~= q then error("lr_schedule: progress must be a number in [0, 1]", 2) end
+    p = math.max(0, math.min(1, q))
+    apply()
+  end
+  function sched:progress() return p end
+  -- the warm-up steps taken (a number, as md.optim.warmup always stored)
+  function sched:state() return n end
+  function sched:set_state(k) n = k; apply() end
+  apply()
+  return sched
+end
+
 -- Linear learning-rate warm-up over `steps` optimizer steps: call
 -- warm:step() after each opt:step().
 function optim.warmup(opt, steps)
   options.size("warmup", "steps", steps, 0)
-  local base, n = opt.lr, 0
-  local w = {}
-  local function apply() opt.lr = base * math.min(1, (n + 1) / steps) end
-  function w:step() n = n + 1; apply() end
-  function w:state() return n end
-  function w:set_state(k) n = k; apply() end
-  apply()
-  return w
+  return optim.lr_schedule(opt, { warmup = steps })
 end
 
 -- Exponential moving average of a model's parameters. With warmup (the

@@ -10,7 +10,10 @@
 -- without it one from schedule ("linear"), T (1000) and prediction ("eps" |
 -- "x0" | "v")), loss (function(model, x0, y, draw, diffusion) -> the
 -- batch's scalar loss; default the mean of diffusion:loss), batch_size
--- (128), lr (2e-4), weight_decay (0), warmup (200 steps), grad_clip (1.0),
+-- (128), lr (2e-4), weight_decay (0), warmup (200 steps), lr_decay
+-- ("constant" | "cosine" | "linear": from lr to lr_final * lr (0) over the
+-- budget, steps or minutes, whichever runs out first; a run resumed with
+-- minutes spreads the rest of the decay over them), grad_clip (1.0),
 -- ema_decay (0.999), label_dropout (0.1), seed (0),
 -- sample_every (steps, 0 = never), samples_dir ("out"), checkpoint_every
 -- (500 steps), resume (true: continue from the checkpoint if it exists),
@@ -57,6 +60,7 @@ local function save_state(o, s)
     model = o.model_kind, config = o.model.config, step = s.step, diffusion = o.diffusion:serialize(),
     importance_history = o.diffusion.history, loader = s.loader:state(), trainer_rng = s.gen:get_state(),
     global_rng = md.get_rng_state(), ema_updates = s.ema.updates, warmup = s.warm:state(),
+    lr_progress = s.warm:progress(),
     losses = s.losses, image_size = o.image_size, classes = o.model.classes,
   }
   for k, v in pairs(o.meta or {}) do meta[k] = v end
@@ -96,6 +100,7 @@ local function restore_state(o, s)
   s.gen:set_state(meta.trainer_rng)
   md.set_rng_state(meta.global_rng)
   s.warm:set_state(meta.warmup or 0)
+  s.warm:set_progress(meta.lr_progress or 0)
   s.step = meta.step
   s.losses = meta.losses or {}
 end
@@ -151,6 +156,7 @@ local train_options = {
   model = "table", data = "table", steps = "number", minutes = "number", checkpoint = "string", schedule = true,
   diffusion = "table", loss = "function",
   T = "number", batch_size = "number", lr = "number", weight_decay = "number", warmup = "number",
+  lr_decay = "string", lr_final = "number",
   grad_clip = "number", ema_decay = "number", label_dropout = "number", prediction = "string", seed = "number",
   sample_every = "number", samples_dir = "string", checkpoint_every = "number", resume = "boolean",
   progress = "boolean", model_kind = "string", meta = "table", run_dir = "string", log_every = "number",
@@ -175,6 +181,8 @@ local function check_options(opts)
   options.number(w, "lr", opts.lr, 0, 1e3, 2)
   options.number(w, "weight_decay", opts.weight_decay, 0, nil, 2)
   options.integer(w, "warmup", opts.warmup, 0, nil, 2)
+  options.choice(w, "lr_decay", opts.lr_decay, { "constant", "cosine", "linear" }, 2)
+  options.number(w, "lr_final", opts.lr_final, 0, 1, 2)
   options.number(w, "grad_clip", opts.grad_clip, 0, nil, 2)
   options.number(w, "ema_decay", opts.ema_decay, 0, 1, 2)
   options.number(w, "label_dropout", opts.label_dropout, 0, 1, 2)
@@ -289,7 +297,7 @@ function trainer.train(opts)
   md.manual_seed(opts.seed or 0)
   dist.broadcast_parameters(model) -- before the EMA copies them
   s.opt = md.optim.AdamW(model, { lr = opts.lr or 2e-4, weight_decay = opts.weight_decay or 0 })
-  s.warm = md.optim.warmup(s.opt, opts.warmup or 200)
+  s.warm = md.optim.lr_schedule(s.opt, { warmup = opts.warmup or 200, decay = opts.lr_decay, final = opts.lr_final })
   s.ema = md.optim.EMA(model, opts.ema_decay or 0.999)
   local last_good = nil -- the step of the last checkpoint written (or resumed from)
   if opts.resume ~= false and exists(o.checkpoint) then
@@ -344,6 +352,18 @@ function trainer.train(opts)
   local max_steps = opts.steps or math.huge
   loop_start = md.progress.now()
   deadline = opts.minutes and loop_start + 60 * opts.minutes or math.huge
+  -- The share of the budget spent, for the lr decay: step / steps (steps
+  -- counts from the start, so an interrupted run resumes exactly), or of
+  -- this call's minutes, the rest of the decay the checkpoint left spread
+  -- over them; whichever is further on.
+  local start_progress = s.warm:progress()
+  local function budget_spent()
+    local share = opts.steps and s.step / max_steps or 0
+    if opts.minutes then
+      share = math.max(share, start_progress + (1 - start_progress) * math.min(trained_seconds() / (60 * opts.minutes), 1))
+    end
+    return share
+  end
   local bar = md.progress.new { total = opts.steps, label = "train", quiet = opts.progress == false or not main }
   local every, ck_every = opts.sample_every or 0, opts.checkpoint_every or 500
   model:train()
@@ -384,6 +404,7 @@ function trainer.train(opts)
     loss:backward()
     if world > 1 then dist.sum_gradients(model) end
     md.optim.clip_grad_norm(s.opt.params, opts.grad_clip or 1.0)
+    s.warm:set_progress(budget_spent())
     s.opt:step()
     if not finite_params(model) then -- checked after the update: only finite weights are ever saved
       bar:finish()

@@ -348,14 +348,14 @@ end)
 
 -- Interrupts itself from inside the 3rd forward: what Ctrl-C does.
 local SelfInterrupt = md.nn.Module:extend("SelfInterrupt")
-function SelfInterrupt:init(inner)
+function SelfInterrupt:init(inner, at)
   self:add_module("inner", inner)
-  self.config, self.calls = inner.config, 0
+  self.config, self.calls, self.at = inner.config, 0, at or 3
 end
 function SelfInterrupt:forward(...)
   self.calls = self.calls + 1
   -- $PPID of the shell is this process; popen, as system() would ignore SIGINT meanwhile
-  if self.calls == 3 then io.popen("kill -INT $PPID"):close() end
+  if self.calls == self.at then io.popen("kill -INT $PPID"):close() end
   return self.inner(...)
 end
 
@@ -369,6 +369,31 @@ T.test("Ctrl-C during training saves a checkpoint and stops cleanly", function()
   local _, meta = md.checkpoint.read(ck)
   T.eq(meta.step, 3)
   T.eq(md.core.interrupted(), false)
+end)
+
+T.test("a cosine lr decay resumes exactly after Ctrl-C, and ends at 0 with the step budget", function()
+  local ds = { images = md.randn { 16, 1, 4, 4 }:clamp(-1, 1), labels = md.randint(0, 2, { 16 }), n = 16,
+               classes = { "a", "b" } }
+  local function run(ck, at, resume)
+    md.manual_seed(0)
+    local m = SelfInterrupt(md.nn.UNet(tiny_cfg { num_classes = 2 }), at)
+    return md.trainer.train { model = m, data = ds, steps = 6, batch_size = 4, warmup = 0, lr = 1e-2,
+                              lr_decay = "cosine", checkpoint = ck, resume = resume, checkpoint_every = 0,
+                              progress = false, log_every = 1, run_dir = ck .. "-run" }
+  end
+  local full = run(path("cos/full.safetensors"), 0, false)
+  T.eq(run(path("cos/half.safetensors"), 3, false).interrupted, true)
+  local resumed = run(path("cos/half.safetensors"), 0, true)
+  T.eq(#resumed.losses, 6)
+  T.near(resumed.losses, full.losses, 1e-6)
+  -- the logged lr of each step: lr * (1 + cos(pi * step / 6)) / 2, steps 0..5
+  local lrs = {}
+  for line in io.lines(path("cos/full.safetensors-run/log.jsonl")) do
+    local v = line:match('"lr":([-%d.e]+)')
+    if v then lrs[#lrs + 1] = tonumber(v) end
+  end
+  T.eq(#lrs, 6)
+  for i, v in ipairs(lrs) do T.near(v, 1e-2 * (1 + math.cos(math.pi * (i - 1) / 6)) / 2, 1e-9) end
 end)
 
 T.finish()

@@ -202,4 +202,27 @@ T.test("clip_grad_norm and EMA", function()
   T.near(net.weight, { 2 }, 1e-6)
 end)
 
+T.test("lr_schedule: warm-up times a cosine or linear decay to final", function()
+  local opt = optim.SGD(nn.Linear(1, 1), { lr = 0.1 })
+  local sched = optim.lr_schedule(opt, { warmup = 4, decay = "cosine", final = 0.1 })
+  T.near(opt.lr, 0.025, 1e-12) -- step 1 of 4 of the warm-up
+  for _ = 1, 3 do sched:step() end
+  T.near(opt.lr, 0.1, 1e-12)
+  sched:set_progress(0.5)
+  T.near(opt.lr, 0.1 * (0.1 + 0.9 * 0.5), 1e-12)
+  sched:set_progress(2) -- clamped to the end of the budget
+  T.near(opt.lr, 0.01, 1e-12)
+  T.eq(sched:progress(), 1)
+  local lin = optim.SGD(nn.Linear(1, 1), { lr = 1 })
+  optim.lr_schedule(lin, { decay = "linear" }):set_progress(0.25)
+  T.near(lin.lr, 0.75, 1e-12)
+  local const = optim.SGD(nn.Linear(1, 1), { lr = 1 })
+  optim.lr_schedule(const, {}):set_progress(0.9)
+  T.near(const.lr, 1, 1e-12)
+  T.errors(function() optim.lr_schedule(opt, { decay = "cosin" }) end, "cosine")
+  T.errors(function() optim.lr_schedule(opt, { final = 2 }) end, "final")
+  T.errors(function() optim.lr_schedule(opt, { warm_up = 2 }) end, "warmup")
+  T.errors(function() sched:set_progress(0 / 0) end, "progress must be a number")
+end)
+
 T.finish()
