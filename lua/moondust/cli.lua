@@ -137,6 +137,7 @@ cli.flags.eval = with_sampling_flags {
   { "batch-size", "integer", 100, "sampling batch size", min = 1 },
   { "real", "integer", nil, "score N real Fashion-MNIST training images instead (the floor of each figure)",
     min = 1, meta = "N" },
+  { "json", "string", nil, "also append the figures to PATH as one JSON line", meta = "PATH" },
 }
 
 local edit_flags = {
@@ -536,6 +537,17 @@ function cli.eval(o)
   print(what)
   print(md.metrics.format(m))
   print(("%s %.1f s, reference %.1f s, scoring %.1f s"):format(o.real and "loading" or "sampling", t1 - t0, t2 - t1, t3 - t2))
+  if o.json then
+    local line = { what = what, checkpoint = not o.real and o.checkpoint or nil, n = o.real or o.n,
+                   precision_mode = md.get_precision(), sampling_seconds = t1 - t0 }
+    for _, k in ipairs { "fid", "kid", "kid_se", "precision", "recall", "is", "class_accuracy" } do line[k] = m[k] end
+    local dir = o.json:match("^(.*)/[^/]*$")
+    if dir then md.core.mkdir_p(dir) end
+    local f, err = io.open(o.json, "a")
+    if not f then error("eval: cannot write --json: " .. tostring(err), 0) end
+    f:write(md.core.json_encode(line), "\n")
+    f:close()
+  end
 end
 
 function cli.main(args)
