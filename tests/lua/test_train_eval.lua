@@ -94,5 +94,17 @@ T.test("moondust compare overlays run folders", function()
   T.eq(cli.run { "compare", "--ot", "x" }, 2)
 end)
 
+T.test("moondust eval --json appends one line of figures per call", function()
+  local out = dir .. "/evals/figures.jsonl"
+  for _ = 1, 2 do T.eq(cli.run { "eval", "--real", "64", "--json", out }, 0) end
+  local got = {}
+  for line in io.lines(out) do got[#got + 1] = md.core.json_decode(line) end
+  T.eq(#got, 2)
+  T.eq(got[1].n, 64)
+  T.truthy(got[1].fid > 0 and got[1].recall >= 0 and got[1].recall <= 1, "figures are there")
+  T.near(got[2].fid, got[1].fid, 1e-9) -- the same images score the same
+  T.eq(cli.run { "eval", "--real", "64", "--json", "/proc/nowhere/x.jsonl" }, 1)
+end)
+
 os.execute("rm -rf '" .. dir .. "'")
 T.finish()
