@@ -508,15 +508,16 @@ end
 -- Frechet distance, KID, precision and recall (k = 3), the Inception-score
 -- analogue and class accuracy.
 function cli.eval(o)
-  local images, labels, what
+  local images, labels, what, trained_steps
   local t0 = md.time()
   if o.real then
     local train = md.data.fashion_mnist { split = "train", limit = o.real }
     images, labels = train.images, train.labels
     what = ("%d real Fashion-MNIST training images"):format(train.n)
   else
-    local model = md.load(o.checkpoint)
+    local model, meta = md.load(o.checkpoint)
     if not md.nn.Module.is_module(model) then error(o.checkpoint .. " holds no model config", 0) end
+    trained_steps = type(meta.step) == "number" and math.tointeger(meta.step) or nil
     local classes = model.config.num_classes
     if classes then
       labels = {}
@@ -539,7 +540,8 @@ function cli.eval(o)
   print(("%s %.1f s, reference %.1f s, scoring %.1f s"):format(o.real and "loading" or "sampling", t1 - t0, t2 - t1, t3 - t2))
   if o.json then
     local line = { what = what, checkpoint = not o.real and o.checkpoint or nil, n = o.real or o.n,
-                   precision_mode = md.get_precision(), sampling_seconds = t1 - t0 }
+                   precision_mode = md.get_precision(), sampling_seconds = t1 - t0,
+                   trained_steps = trained_steps }
     for _, k in ipairs { "fid", "kid", "kid_se", "precision", "recall", "is", "class_accuracy" } do line[k] = m[k] end
     local dir = o.json:match("^(.*)/[^/]*$")
     if dir then md.core.mkdir_p(dir) end

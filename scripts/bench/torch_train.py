@@ -132,10 +132,15 @@ def main():
         if step % 50 == 0:
             t1 = time.perf_counter()
             log.write(json.dumps({"step": step, "wall_seconds": t1 - start, "loss": window_loss / window_steps, "lr": lr,
-                                  "images_per_second": window_steps * bs / (t1 - window_start)}) + "\n")
+                                  "images_per_second": window_steps * bs / (t1 - window_start)}, separators=(",", ":")) + "\n")
             log.flush()
             window_loss, window_steps, window_start = 0.0, 0, t1
     seconds = time.perf_counter() - start
+    if window_steps:
+        log.write(json.dumps({"step": step, "wall_seconds": seconds, "loss": window_loss / window_steps, "lr": lr,
+                              "images_per_second": window_steps * bs / (time.perf_counter() - window_start)},
+                             separators=(",", ":")) + "\n")
+    log.close()
     names = [k for k, _ in model.named_parameters()]
     tensors = {"ema." + k: v for k, v in zip(names, ema)}
     tensors.update({"model." + k: v for k, v in model.state_dict().items()})
