@@ -356,11 +356,16 @@ function trainer.train(opts)
   -- counts from the start, so an interrupted run resumes exactly), or of
   -- this call's minutes, the rest of the decay the checkpoint left spread
   -- over them; whichever is further on.
-  local start_progress = s.warm:progress()
+  local start_progress, decaying = s.warm:progress(), (opts.lr_decay or "constant") ~= "constant"
   local function budget_spent()
     local share = opts.steps and s.step / max_steps or 0
     if opts.minutes then
       share = math.max(share, start_progress + (1 - start_progress) * math.min(trained_seconds() / (60 * opts.minutes), 1))
+      if world > 1 then -- every rank must take the same lr: rank 0's clock decides
+        local t = md.tensor { share }
+        dist.broadcast_(t, 0)
+        share = t[1]
+      end
     end
     return share
   end
@@ -404,7 +409,7 @@ function trainer.train(opts)
     loss:backward()
     if world > 1 then dist.sum_gradients(model) end
     md.optim.clip_grad_norm(s.opt.params, opts.grad_clip or 1.0)
-    s.warm:set_progress(budget_spent())
+    if decaying then s.warm:set_progress(budget_spent()) end
     s.opt:step()
     if not finite_params(model) then -- checked after the update: only finite weights are ever saved
       bar:finish()
