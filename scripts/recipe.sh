@@ -16,6 +16,8 @@ torch=0
 if [ "${1:-}" = --torch ]; then torch=1; shift; fi
 [ $# -ge 1 ] || { echo "usage: scripts/recipe.sh [--torch] NAME [train flags...]" >&2; exit 2; }
 name=$1; shift
+# NAME and the flags go into a JSON line as they are
+case "$name $*" in *[\"\\\|]*) echo "recipe.sh: NAME and flags must not hold \", \\ or |" >&2; exit 2 ;; esac
 dir=out/recipe/$name
 log=${RECIPE_LOG:-docs/figures/recipe.jsonl}
 threads=() # evaluation runs on the threads training had

@@ -160,6 +160,9 @@ function optim.lr_schedule(opt, opts)
   options.integer("lr_schedule", "warmup", opts.warmup, 0)
   options.choice("lr_schedule", "decay", opts.decay, { "constant", "cosine", "linear" })
   options.number("lr_schedule", "final", opts.final, 0, 1)
+  if opts.final and (opts.decay or "constant") == "constant" then
+    error("lr_schedule: final is where a decay ends: give decay = \"cosine\" or \"linear\" with it", 2)
+  end
   local base, warm, final = opt.lr, opts.warmup or 0, opts.final or 0
   local shape = decays[opts.decay or "constant"]
   local n, p = 0, 0

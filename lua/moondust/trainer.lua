@@ -183,6 +183,9 @@ local function check_options(opts)
   options.integer(w, "warmup", opts.warmup, 0, nil, 2)
   options.choice(w, "lr_decay", opts.lr_decay, { "constant", "cosine", "linear" }, 2)
   options.number(w, "lr_final", opts.lr_final, 0, 1, 2)
+  if opts.lr_final and (opts.lr_decay or "constant") == "constant" then
+    error("train: lr_final is where the lr decay ends: give lr_decay = \"cosine\" or \"linear\" with it", 4)
+  end
   options.number(w, "grad_clip", opts.grad_clip, 0, nil, 2)
   options.number(w, "ema_decay", opts.ema_decay, 0, 1, 2)
   options.number(w, "label_dropout", opts.label_dropout, 0, 1, 2)

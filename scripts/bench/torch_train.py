@@ -96,9 +96,8 @@ def main():
     log = open(os.path.join(a.out, "log.jsonl"), "w")
     budget = 60 * a.minutes
     step, order, pos = 0, torch.randperm(n), 0
-    window_loss, window_steps, window_start = 0.0, 0, None
-    start = time.perf_counter()
-    window_start = start
+    window_loss, window_steps = 0.0, 0
+    start = window_start = time.perf_counter()
     while True:
         now = time.perf_counter()
         if now - start >= budget:

@@ -381,6 +381,8 @@ T.test("a cosine lr decay resumes exactly after Ctrl-C, and ends at 0 with the s
                               lr_decay = "cosine", checkpoint = ck, resume = resume, checkpoint_every = 0,
                               progress = false, log_every = 1, run_dir = ck .. "-run" }
   end
+  T.errors(function() md.trainer.train { model = md.nn.UNet(tiny_cfg { num_classes = 2 }), data = ds, steps = 1,
+                                         lr_final = 0.1 } end, "lr_final is where the lr decay ends")
   local full = run(path("cos/full.safetensors"), 0, false)
   T.eq(run(path("cos/half.safetensors"), 3, false).interrupted, true)
   local resumed = run(path("cos/half.safetensors"), 0, true)

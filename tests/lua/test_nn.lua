@@ -221,6 +221,7 @@ T.test("lr_schedule: warm-up times a cosine or linear decay to final", function(
   T.near(const.lr, 1, 1e-12)
   T.errors(function() optim.lr_schedule(opt, { decay = "cosin" }) end, "cosine")
   T.errors(function() optim.lr_schedule(opt, { final = 2 }) end, "final")
+  T.errors(function() optim.lr_schedule(opt, { final = 0.1 }) end, "final is where a decay ends")
   T.errors(function() optim.lr_schedule(opt, { warm_up = 2 }) end, "warmup")
   T.errors(function() sched:set_progress(0 / 0) end, "progress must be a number")
 end)
